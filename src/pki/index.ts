@@ -1,0 +1,10 @@
+import './crypto-provider.js';
+export * from './pem.js';
+export * from './serial.js';
+export * from './keys.js';
+export * from './oids.js';
+export * from './general-names.js';
+export * from './der.js';
+export * from './certificate.js';
+export * from './certificate-spec.js';
+export * from './certificate-builder.js';
