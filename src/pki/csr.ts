@@ -1,0 +1,174 @@
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import * as x509 from '@peculiar/x509';
+import * as asn1js from 'asn1js';
+import { ErrorCodes, MeshError, describeError } from '../core/index.js';
+import './crypto-provider.js';
+import { children, parseDer, rawBytes } from './der.js';
+import { emptySanSet, type San, type SanSet } from './general-names.js';
+import { assertKeyStrength, describeKey, type KeyDescription, type SigningKey } from './keys.js';
+import { OID, ekuOid } from './oids.js';
+import { decodePem, encodePem, looksLikePem } from './pem.js';
+import { signatureAlgorithmName, verifySignature } from './signature-algorithms.js';
+
+export interface CsrSpec {
+  subject?: string;
+  sans?: San[];
+  extKeyUsage?: string[];
+  mustStaple?: boolean;
+}
+
+/**
+ * A parsed PKCS#10 certificate signing request. Parsing reads the structure; `verify()` checks the signature
+ * with node:crypto over the CertificationRequestInfo bytes as encoded (no re-encoding, no WebCrypto round trip).
+ */
+export class Csr {
+  readonly der: Buffer;
+  readonly source: string;
+  readonly #info: Buffer;
+  readonly #sigOid: string;
+  readonly #signature: Buffer;
+  readonly #spki: Buffer;
+  #x509: x509.Pkcs10CertificateRequest | undefined;
+  #publicKey: KeyObject | undefined;
+
+  private constructor(der: Buffer, source: string) {
+    this.der = der;
+    this.source = source;
+    const root = parseDer(der, source, ErrorCodes.CSR_PARSE);
+    const [info, alg, sig] = children(root);
+    const infoParts = info ? children(info) : [];
+    const algOid = alg ? children(alg)[0] : undefined;
+    if (!info || !(algOid instanceof asn1js.ObjectIdentifier) || !(sig instanceof asn1js.BitString) || infoParts.length < 3) {
+      throw new MeshError(ErrorCodes.CSR_PARSE, `${source}: not a PKCS#10 certificate request (wrong structure)`, { subject: source });
+    }
+    this.#info = rawBytes(info);
+    this.#sigOid = algOid.valueBlock.toString();
+    this.#signature = Buffer.from(sig.valueBlock.valueHexView);
+    this.#spki = rawBytes(infoParts[2]!);
+  }
+
+  static parse(data: string | Uint8Array, source = 'CSR'): Csr {
+    if (looksLikePem(data)) {
+      const text = typeof data === 'string' ? data : Buffer.from(data).toString('utf8');
+      const block = decodePem(text, source).find((b) => b.label === 'CERTIFICATE REQUEST' || b.label === 'NEW CERTIFICATE REQUEST');
+      if (!block) throw new MeshError(ErrorCodes.PEM, `${source}: no CERTIFICATE REQUEST block`, { subject: source });
+      return new Csr(block.der, source);
+    }
+    if (typeof data === 'string') throw new MeshError(ErrorCodes.CSR_PARSE, `${source}: neither PEM nor DER`, { subject: source });
+    return new Csr(Buffer.from(data), source);
+  }
+
+  /** Parses and checks the signature and key strength; what a CA does with every CSR it receives. */
+  static parseVerified(data: string | Uint8Array, source = 'CSR'): Csr {
+    const csr = Csr.parse(data, source);
+    csr.assertValid();
+    return csr;
+  }
+
+  get pem(): string {
+    return encodePem('CERTIFICATE REQUEST', this.der);
+  }
+
+  get x509(): x509.Pkcs10CertificateRequest {
+    if (!this.#x509) {
+      try {
+        this.#x509 = new x509.Pkcs10CertificateRequest(this.der);
+      } catch (err) {
+        throw new MeshError(ErrorCodes.CSR_PARSE, `${this.source}: unreadable CSR: ${describeError(err)}`, { subject: this.source });
+      }
+    }
+    return this.#x509;
+  }
+
+  get publicKey(): KeyObject {
+    if (!this.#publicKey) {
+      try {
+        this.#publicKey = createPublicKey({ key: this.#spki, format: 'der', type: 'spki' });
+      } catch (err) {
+        throw new MeshError(ErrorCodes.CSR_PARSE, `${this.source}: unreadable public key: ${describeError(err)}`, { subject: this.source });
+      }
+    }
+    return this.#publicKey;
+  }
+
+  get spkiDer(): Buffer {
+    return this.#spki;
+  }
+
+  get key(): KeyDescription {
+    return describeKey(this.publicKey, `${this.source} public key`);
+  }
+
+  get subject(): string {
+    return this.x509.subject;
+  }
+
+  get signatureAlgorithm(): string {
+    return signatureAlgorithmName(this.#sigOid);
+  }
+
+  /** The extensions requested through the extensionRequest attribute. */
+  get extensions(): x509.Extension[] {
+    return this.x509.extensions;
+  }
+
+  get requestedSans(): SanSet {
+    const set = emptySanSet();
+    // getExtension(SubjectAlternativeNameExtension) returns null on CSRs in @peculiar/x509 2.2: look up by OID.
+    const ext = this.x509.getExtension(OID.subjectAltName) as x509.Extension | null;
+    if (!ext) return set;
+    const san = ext instanceof x509.SubjectAlternativeNameExtension ? ext : new x509.SubjectAlternativeNameExtension(ext.rawData);
+    for (const n of san.names.items) {
+      if (n.type === 'dns') set.dns.push(n.value);
+      else if (n.type === 'ip') set.ip.push(n.value);
+      else if (n.type === 'url') set.uri.push(n.value);
+      else if (n.type === 'email') set.email.push(n.value);
+    }
+    return set;
+  }
+
+  get requestedExtensionOids(): string[] {
+    return this.extensions.map((e) => e.type);
+  }
+
+  /** True when the signature verifies with the CSR's own key (proof of possession). */
+  verify(): boolean {
+    return verifySignature(this.#sigOid, this.#info, this.#signature, this.publicKey);
+  }
+
+  /** Throws CSR_SIGNATURE for a bad signature, KEY_TOO_WEAK / KEY_TYPE for a key we will not certify. */
+  assertValid(): void {
+    assertKeyStrength(this.publicKey, `${this.source} public key`);
+    if (!this.verify()) {
+      throw new MeshError(
+        ErrorCodes.CSR_SIGNATURE,
+        `${this.source}: the CSR signature (${this.signatureAlgorithm}) does not verify with its public key`,
+        { subject: this.source },
+      );
+    }
+  }
+}
+
+/** Makes a CSR signed by `key` (what an agent does; also for tests and `meshcert cert issue --csr`). */
+export async function buildCsr(spec: CsrSpec, key: SigningKey): Promise<Csr> {
+  const extensions: x509.Extension[] = [];
+  if (spec.sans?.length) {
+    extensions.push(
+      new x509.SubjectAlternativeNameExtension(
+        spec.sans.map((s) => ({ type: s.type === 'uri' ? 'url' : s.type, value: s.value }) as x509.JsonGeneralName),
+        false,
+      ),
+    );
+  }
+  if (spec.extKeyUsage?.length) extensions.push(new x509.ExtendedKeyUsageExtension(spec.extKeyUsage.map(ekuOid), false));
+  if (spec.mustStaple) {
+    extensions.push(new x509.Extension(OID.tlsFeature, false, new asn1js.Sequence({ value: [new asn1js.Integer({ value: 5 })] }).toBER()));
+  }
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    name: spec.subject ?? '',
+    keys: { privateKey: key.cryptoKey, publicKey: key.publicCryptoKey },
+    signingAlgorithm: key.scheme.webcrypto,
+    extensions,
+  });
+  return Csr.parse(new Uint8Array(csr.rawData), 'CSR');
+}
