@@ -1,0 +1,2 @@
+export { writeKeyFile, readKeyFile } from './file-keys.js';
+export type { WriteKeyOptions, ReadKeyResult } from './file-keys.js';
