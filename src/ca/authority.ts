@@ -1,0 +1,103 @@
+import { ErrorCodes, MeshError, systemClock, type Clock, type Logger, silentLogger } from '../core/index.js';
+import { readKeyFile } from '../keys/index.js';
+import {
+  Certificate,
+  genericCertificateBuilder,
+  issuerOf,
+  keysMatch,
+  toSigningKey,
+  validateChain,
+  type CertificateBuilder,
+  type Issuer,
+  type SigningKey,
+} from '../pki/index.js';
+import { caExists, caPaths, readSettings, readText, type CaSettings } from './ca-files.js';
+import { caCertificateProblems } from './ca-profile.js';
+
+export interface LoadOptions {
+  clock?: Clock;
+  builder?: CertificateBuilder;
+  logger?: Logger;
+  passphrase?: string;
+}
+
+/**
+ * The signing CA as loaded from a data dir: its certificate, key, chain to a root and the trust bundle. Loading
+ * checks the same consistency as plug-in adoption, so a hand-edited folder fails at start, not at first issuance.
+ */
+export class CertificateAuthority {
+  readonly issuer: Issuer;
+
+  private constructor(
+    readonly dataDir: string,
+    readonly cert: Certificate,
+    readonly signer: SigningKey,
+    /** The CA certificate and the certificates above it, up to and including the root. */
+    readonly chain: Certificate[],
+    /** Every trusted root (two during a root rotation). */
+    readonly roots: Certificate[],
+    readonly settings: CaSettings,
+    readonly builder: CertificateBuilder,
+    readonly clock: Clock,
+  ) {
+    this.issuer = issuerOf(cert);
+  }
+
+  static async load(dataDir: string, options: LoadOptions = {}): Promise<CertificateAuthority> {
+    if (!caExists(dataDir)) {
+      throw new MeshError(ErrorCodes.CA_NOT_FOUND, `${dataDir}: no CA here; create one with \`meshcert ca init --data-dir ${dataDir}\``, {
+        subject: dataDir,
+      });
+    }
+    const p = caPaths(dataDir);
+    const clock = options.clock ?? systemClock;
+    const logger = options.logger ?? silentLogger;
+    const cert = Certificate.parse(readText(p.caCert, 'CA certificate'), p.caCert);
+    const roots = Certificate.parseAll(readText(p.rootCert, 'root bundle'), p.rootCert);
+    const chainFile = Certificate.parseAll(readText(p.certChain, 'CA chain'), p.certChain);
+    const { key, looseMode } = readKeyFile(p.caKey, options.passphrase);
+    if (looseMode !== null) logger.warn({ file: p.caKey, mode: looseMode.toString(8) }, 'CA key file is readable by group or others; chmod 600 it');
+    const problems = caCertificateProblems(cert, p.caCert);
+    if (!keysMatch(key, cert.publicKey)) problems.push(`${p.caKey}: the private key does not match ${p.caCert}`);
+    const intermediates = chainFile.filter((c) => !c.der.equals(cert.der));
+    const res = validateChain({ leaf: cert, intermediates, roots, at: clock.now(), purpose: 'any' });
+    if (!res.ok) problems.push(`${p.certChain}: does not chain ${p.caCert} to ${p.rootCert}: ${res.reasons.map((r) => r.message).join('; ')}`);
+    if (problems.length) {
+      throw new MeshError(ErrorCodes.CA_INVALID, `CA in ${dataDir} is not usable:\n  - ${problems.join('\n  - ')}`, { subject: dataDir, details: { problems } });
+    }
+    const signer = await toSigningKey(key);
+    return new CertificateAuthority(dataDir, cert, signer, res.ok ? res.chain : [cert], roots, readSettings(dataDir), options.builder ?? genericCertificateBuilder, clock);
+  }
+
+  get trustDomain(): string {
+    return this.settings.trustDomain;
+  }
+
+  /** Certificates a leaf presents after itself: this CA and any intermediates above it, never a root of the bundle. */
+  get intermediates(): Certificate[] {
+    return this.chain.filter((c) => !this.roots.some((r) => r.der.equals(c.der)));
+  }
+
+  /** The trust bundle as concatenated PEM (root-cert.pem). */
+  get trustBundlePem(): string {
+    return this.roots.map((r) => r.pem).join('');
+  }
+
+  /** The latest instant a certificate from this CA may be valid: no later than any certificate of its chain. */
+  get maxNotAfter(): Date {
+    return new Date(Math.min(...this.chain.map((c) => c.notAfter.getTime())));
+  }
+
+  get crlUrl(): string | undefined {
+    return this.settings.publicUrl ? `${this.settings.publicUrl}/crl` : undefined;
+  }
+
+  get ocspUrl(): string | undefined {
+    return this.settings.publicUrl ? `${this.settings.publicUrl}/ocsp` : undefined;
+  }
+
+  /** Swaps the certificate builder (the fast DER-template path) without touching callers or the ledger. */
+  withBuilder(builder: CertificateBuilder): CertificateAuthority {
+    return new CertificateAuthority(this.dataDir, this.cert, this.signer, this.chain, this.roots, this.settings, builder, this.clock);
+  }
+}

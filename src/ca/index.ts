@@ -1,0 +1,11 @@
+export { CA_FILES, CA_SETTINGS_FILE, caPaths, caExists, readSettings } from './ca-files.js';
+export type { CaSettings } from './ca-files.js';
+export { initRootCa, adoptPluginCa, checkPluginDir } from './ca-init.js';
+export type { InitRootOptions, PluginOptions, InitResult, CheckedPlugin } from './ca-init.js';
+export { CertificateAuthority } from './authority.js';
+export type { LoadOptions } from './authority.js';
+export { DEFAULT_POLICY, planCertificate } from './issuance-policy.js';
+export type { IssueRequest, IssuancePolicyOptions, LeafProfile, PlannedCertificate } from './issuance-policy.js';
+export { CertificateIssuer } from './certificate-issuer.js';
+export type { IssuedCertificate } from './certificate-issuer.js';
+export { revokeCertificate } from './revocation.js';

@@ -1,0 +1,213 @@
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Command, Option } from 'commander';
+import { CertificateAuthority, CertificateIssuer, revokeCertificate } from '../../ca/index.js';
+import { ErrorCodes, MeshError, describeError, parseDuration, writeFileAtomic } from '../../core/index.js';
+import { writeKeyFile } from '../../keys/index.js';
+import {
+  Certificate,
+  Csr,
+  KEY_TYPES,
+  REVOCATION_REASONS,
+  describeCertificate,
+  formatInspection,
+  generateKeyPair,
+  inspectData,
+  opensslSerial,
+  parseKeyType,
+  parseRevocationReason,
+  validateChain,
+} from '../../pki/index.js';
+import { openLedger } from '../../store/index.js';
+import { DATA_DIR_HELP, resolveDataDir } from '../data-dir.js';
+import { printJson, printText, usageError } from '../output.js';
+
+function readInput(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new MeshError(ErrorCodes.FILE_READ, `${path}: cannot read ${what}: ${describeError(err)}`, { subject: path, cause: err });
+  }
+}
+
+const collect = (value: string, prev: string[] = []): string[] => [...prev, ...value.split(',').filter(Boolean)];
+
+function parseTime(text: string, field: string): Date {
+  const d = new Date(text);
+  if (Number.isNaN(d.getTime())) throw usageError(`${field}: "${text}" is not a time; use ISO 8601, e.g. 2026-01-31T12:00:00Z`);
+  return d;
+}
+
+export function certCommand(): Command {
+  const cert = new Command('cert').description('issue, inspect, verify, revoke and list certificates');
+
+  cert
+    .command('issue')
+    .description('issue an X509-SVID (--spiffe) or a DNS/IP server certificate (--dns/--ip) from the CA of the data dir')
+    .option('--data-dir <dir>', DATA_DIR_HELP)
+    .option('--spiffe <id>', 'SPIFFE ID, spiffe://TRUST-DOMAIN/ns/NAMESPACE/sa/SERVICE-ACCOUNT')
+    .option('--dns <name>', 'DNS name (repeat or comma-separate)', collect)
+    .option('--ip <addr>', 'IP address (repeat or comma-separate)', collect)
+    .addOption(new Option('--profile <profile>', 'certificate profile (default: svid with --spiffe, else server)').choices(['svid', 'server', 'client']))
+    .option('--csr <file>', 'certify the key of this PKCS#10 CSR (PEM or DER) instead of making a key')
+    .option('--ttl <duration>', 'lifetime, capped by the CA\'s own expiry', '24h')
+    .addOption(new Option('--key <type>', 'type of the key to make (without --csr)').choices([...KEY_TYPES]).default('ec-p256'))
+    .option('--must-staple', 'add the TLS feature (OCSP must-staple) extension, RFC 7633')
+    .requiredOption('--out-dir <dir>', 'where to write cert-chain.pem, key.pem (0600) and root-cert.pem')
+    .option('--json', 'print the result as JSON')
+    .addHelpText(
+      'after',
+      `
+Writes Istio's workload files: cert-chain.pem (leaf and intermediates, no root), key.pem (0600, not with --csr),
+root-cert.pem (the trust bundle). The certificate is in the ledger before any file is written.
+Identities in a CSR are ignored: the command line says what is certified.`,
+    )
+    .action(async (opts: {
+      dataDir?: string; spiffe?: string; dns?: string[]; ip?: string[]; profile?: 'svid' | 'server' | 'client'; csr?: string;
+      ttl: string; key: string; mustStaple?: boolean; outDir: string; json?: boolean;
+    }) => {
+      if (!opts.spiffe && !opts.dns?.length && !opts.ip?.length) throw usageError('cert issue: give --spiffe ID, or --dns NAME / --ip ADDR');
+      const ttlMs = parseDuration(opts.ttl, '--ttl');
+      const dataDir = resolveDataDir(opts.dataDir);
+      const csr = opts.csr ? Csr.parseVerified(readInput(opts.csr, 'CSR'), opts.csr) : undefined;
+      const keys = csr ? undefined : generateKeyPair(parseKeyType(opts.key));
+      const ca = await CertificateAuthority.load(dataDir);
+      const ledger = openLedger(dataDir);
+      try {
+        const issuer = new CertificateIssuer(ca, ledger);
+        const issued = await issuer.issue({
+          ...(csr ? { csr } : { publicKey: keys!.publicKey }),
+          spiffeId: opts.spiffe,
+          dnsNames: opts.dns,
+          ipAddresses: opts.ip,
+          ttlMs,
+          profile: opts.profile,
+          mustStaple: opts.mustStaple,
+        });
+        const outDir = resolve(opts.outDir);
+        const files = [join(outDir, 'cert-chain.pem'), join(outDir, 'root-cert.pem')];
+        if (keys) {
+          writeKeyFile(join(outDir, 'key.pem'), keys.privateKey);
+          files.splice(1, 0, join(outDir, 'key.pem'));
+        }
+        writeFileAtomic(join(outDir, 'cert-chain.pem'), issued.chainPem);
+        writeFileAtomic(join(outDir, 'root-cert.pem'), issued.trustBundlePem);
+        if (opts.json) {
+          printJson({ serial: opensslSerial(issued.cert.serial), profile: issued.profile, files, note: issued.ttlNote, certificate: describeCertificate(issued.cert).fields });
+          return;
+        }
+        printText(
+          `Issued ${issued.profile} certificate ${opensslSerial(issued.cert.serial)}\n` +
+            `  identity:  ${issued.entry.identity ?? issued.cert.subject}\n` +
+            `  valid:     ${issued.cert.notBefore.toISOString()} to ${issued.cert.notAfter.toISOString()}\n` +
+            (issued.ttlNote ? `  note:      ${issued.ttlNote}\n` : '') +
+            `  files:     ${files.join(', ')}`,
+        );
+      } finally {
+        await ledger.close();
+      }
+    });
+
+  cert
+    .command('inspect')
+    .description('show a certificate, bundle, CSR, CRL, OCSP request or OCSP response (PEM or DER, recognised by content)')
+    .argument('<file>', 'file to inspect ("-" for standard input)')
+    .option('--json', 'print as JSON')
+    .action((file: string, opts: { json?: boolean }) => {
+      const data = file === '-' ? readFileSync(0) : readInput(file, 'input');
+      const items = inspectData(data, file === '-' ? 'stdin' : file);
+      if (opts.json) return printJson(items.length === 1 ? items[0] : items);
+      printText(formatInspection(items));
+    });
+
+  cert
+    .command('verify')
+    .description('validate a certificate chain against a trust bundle (signatures, validity, CA flags, path length, usages, name constraints)')
+    .argument('<file>', 'leaf certificate, optionally followed by its intermediates (PEM)')
+    .requiredOption('--ca <bundle>', 'trusted roots (PEM bundle)')
+    .option('--untrusted <file>', 'more intermediates (PEM bundle)')
+    .addOption(new Option('--purpose <purpose>', 'check the extended key usage for this purpose').choices(['server', 'client', 'any']).default('any'))
+    .option('--at <time>', 'validate at this time (ISO 8601) instead of now')
+    .option('--hostname <name>', 'also check that the leaf is valid for this DNS name or IP')
+    .option('--json', 'print the result as JSON')
+    .action((file: string, opts: { ca: string; untrusted?: string; purpose: 'server' | 'client' | 'any'; at?: string; hostname?: string; json?: boolean }) => {
+      const [leaf, ...rest] = Certificate.parseAll(readInput(file, 'certificate'), file);
+      const roots = Certificate.parseAll(readInput(opts.ca, 'CA bundle'), opts.ca);
+      const untrusted = opts.untrusted ? Certificate.parseAll(readInput(opts.untrusted, 'untrusted bundle'), opts.untrusted) : [];
+      const at = opts.at ? parseTime(opts.at, '--at') : new Date();
+      const res = validateChain({ leaf: leaf!, intermediates: [...rest, ...untrusted], roots, at, purpose: opts.purpose, hostname: opts.hostname });
+      const chain = res.chain.map((c) => ({ subject: c.subject, serial: opensslSerial(c.serial), spiffeIds: c.spiffeIds }));
+      if (opts.json) {
+        printJson(res.ok ? { ok: true, chain } : { ok: false, chain, reasons: res.reasons });
+      } else if (res.ok) {
+        printText(`${file}: OK\n${chain.map((c, i) => `  ${i}: ${c.spiffeIds[0] ?? c.subject}`).join('\n')}`);
+      } else {
+        printText(`${file}: verification failed\n${res.reasons.map((r) => `  depth ${r.depth}: ${r.code}: ${r.message}`).join('\n')}`);
+      }
+      if (!res.ok) process.exitCode = 1;
+    });
+
+  cert
+    .command('revoke')
+    .description('revoke a certificate issued by the CA of the data dir (revoking twice is harmless)')
+    .argument('<serial>', 'serial in hex, any case, colons optional (as `openssl x509 -serial` prints it)')
+    .option('--data-dir <dir>', DATA_DIR_HELP)
+    .addOption(new Option('--reason <reason>', 'RFC 5280 reason code').choices(REVOCATION_REASONS.filter((r) => r !== 'removeFromCRL')).default('unspecified'))
+    .option('--invalidity-date <time>', 'when the key is known or suspected to have been compromised (ISO 8601)')
+    .option('--json', 'print the result as JSON')
+    .action(async (serial: string, opts: { dataDir?: string; reason: string; invalidityDate?: string; json?: boolean }) => {
+      const reason = parseRevocationReason(opts.reason, '--reason');
+      const invalidity = opts.invalidityDate ? parseTime(opts.invalidityDate, '--invalidity-date') : undefined;
+      const dataDir = resolveDataDir(opts.dataDir);
+      const ca = await CertificateAuthority.load(dataDir);
+      const ledger = openLedger(dataDir);
+      try {
+        const { entry, alreadyRevoked } = await revokeCertificate(ca, ledger, serial, reason, invalidity);
+        const out = { serial: opensslSerial(entry.serial), identity: entry.identity, revokedAt: entry.revokedAt, reason: entry.revocationReason, alreadyRevoked };
+        if (opts.json) return printJson(out);
+        printText(
+          alreadyRevoked
+            ? `${out.serial} was already revoked at ${entry.revokedAt?.toISOString()} (${entry.revocationReason})`
+            : `Revoked ${out.serial} (${entry.identity ?? entry.subject}) at ${entry.revokedAt?.toISOString()}, reason ${entry.revocationReason}\n` +
+                'Publish it: meshcert crl make --out crl.pem, or let `meshcert serve` answer OCSP and CRL requests.',
+        );
+      } finally {
+        await ledger.close();
+      }
+    });
+
+  cert
+    .command('list')
+    .description('list the certificates in the ledger, newest first')
+    .option('--data-dir <dir>', DATA_DIR_HELP)
+    .addOption(new Option('--status <status>', 'only valid or only revoked').choices(['valid', 'revoked']))
+    .option('--limit <n>', 'at most this many', (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n <= 0) throw usageError(`--limit: "${v}" is not a positive integer`);
+      return n;
+    })
+    .option('--json', 'print as JSON')
+    .action(async (opts: { dataDir?: string; status?: 'valid' | 'revoked'; limit?: number; json?: boolean }) => {
+      const dataDir = resolveDataDir(opts.dataDir);
+      const ledger = openLedger(dataDir, { readonly: false });
+      try {
+        const rows = await ledger.list({ status: opts.status, limit: opts.limit });
+        const now = Date.now();
+        const out = rows.map((r) => ({
+          serial: opensslSerial(r.serial),
+          identity: r.identity,
+          profile: r.profile,
+          status: r.status === 'revoked' ? 'revoked' : r.notAfter.getTime() < now ? 'expired' : 'valid',
+          notAfter: r.notAfter,
+          revokedAt: r.revokedAt,
+          reason: r.revocationReason,
+        }));
+        if (opts.json) return printJson(out);
+        if (out.length === 0) return printText('no certificates in the ledger');
+        printText(out.map((r) => `${r.serial}  ${r.status.padEnd(7)}  ${r.notAfter.toISOString()}  ${r.profile.padEnd(6)}  ${r.identity ?? ''}`).join('\n'));
+      } finally {
+        await ledger.close();
+      }
+    });
+  return cert;
+}

@@ -1,0 +1,56 @@
+// reflect-metadata must load before @peculiar/x509 (tsyringe) in the process entry file.
+import 'reflect-metadata';
+import { Command, CommanderError } from 'commander';
+import { EXIT, reportError } from './output.js';
+import { caCommand } from './commands/ca.js';
+import { certCommand } from './commands/cert.js';
+import { crlCommand } from './commands/crl.js';
+import { ocspCommand } from './commands/ocsp.js';
+import { demoCommand } from './commands/demo.js';
+
+export function buildProgram(): Command {
+  const program = new Command('meshcert')
+    .description(
+      'The certificate system of a service mesh: a mesh CA with SPIFFE identities, revocation (CRL, OCSP), and offline PKI tools.',
+    )
+    .version('0.1.0')
+    .showHelpAfterError('(run with --help for usage)')
+    .configureHelp({ sortSubcommands: false });
+  program.addCommand(demoCommand());
+  program.addCommand(caCommand());
+  program.addCommand(certCommand());
+  program.addCommand(crlCommand());
+  program.addCommand(ocspCommand());
+  program.addHelpText(
+    'after',
+    `
+Exit codes: 0 ok, 1 failure, 2 usage error.
+Environment: MESHCERT_DATA_DIR (default data dir), MESHCERT_LOG_LEVEL.`,
+  );
+  // Every subcommand reports through exceptions so that exit codes stay ours.
+  const override = (cmd: Command): void => {
+    cmd.exitOverride();
+    cmd.commands.forEach(override);
+  };
+  override(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  const json = argv.includes('--json');
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return process.exitCode === undefined ? EXIT.OK : Number(process.exitCode);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.OK;
+      // Commander already printed its message.
+      return EXIT.USAGE;
+    }
+    return reportError(err, json);
+  }
+}
+
+const code = await main(process.argv.slice(2));
+process.exitCode = code;
