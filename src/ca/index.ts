@@ -9,3 +9,7 @@ export type { IssueRequest, IssuancePolicyOptions, LeafProfile, PlannedCertifica
 export { CertificateIssuer } from './certificate-issuer.js';
 export type { IssuedCertificate } from './certificate-issuer.js';
 export { revokeCertificate } from './revocation.js';
+export { makeCrl } from './crl-signer.js';
+export type { MadeCrl } from './crl-signer.js';
+export { makeOcspResponse, ledgerStatus } from './ocsp-signer.js';
+export type { MakeOcspOptions } from './ocsp-signer.js';

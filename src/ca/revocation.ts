@@ -1,3 +1,4 @@
+import { wholeSeconds } from '../core/index.js';
 import { normalizeSerial, type RevocationReason } from '../pki/index.js';
 import type { Ledger, RevokeResult } from '../store/index.js';
 import type { CertificateAuthority } from './authority.js';
@@ -14,5 +15,6 @@ export async function revokeCertificate(
   invalidityDate?: Date,
 ): Promise<RevokeResult> {
   const serial = normalizeSerial(serialText, 'serial');
-  return ledger.revoke(serial, reason, ca.clock.now(), invalidityDate, ca.cert.issuerKeyId);
+  // Whole seconds: the time appears in CRLs and OCSP responses, which carry no fractions.
+  return ledger.revoke(serial, reason, wholeSeconds(ca.clock.now()), invalidityDate && wholeSeconds(invalidityDate), ca.cert.issuerKeyId);
 }

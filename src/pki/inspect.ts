@@ -1,5 +1,8 @@
 import { Certificate } from './certificate.js';
 import { Csr } from './csr.js';
+import { Crl } from './crl.js';
+import { OcspRequest, describeCertId } from './ocsp-request.js';
+import { OcspResponse } from './ocsp-response.js';
 import { formatSan, sanSetToList } from './general-names.js';
 import { decodePem, looksLikePem } from './pem.js';
 import { opensslSerial } from './serial.js';
@@ -11,19 +14,14 @@ export interface Described {
   fields: Record<string, unknown>;
 }
 
-/** Other object kinds (CRLs, OCSP) register here, so inspection grows with the toolkit without a central switch. */
-export interface ObjectReader {
+/** How to recognise and describe one kind of object. */
+interface ObjectReader {
   kind: Described['kind'];
   pemLabels: string[];
   /** Parses DER of this kind or throws. */
   describe(der: Buffer, source: string): Described;
 }
 
-const readers: ObjectReader[] = [];
-
-export function registerObjectReader(reader: ObjectReader): void {
-  if (!readers.some((r) => r.kind === reader.kind)) readers.push(reader);
-}
 
 export function describeCertificate(cert: Certificate, at = new Date()): Described {
   const bc = cert.basicConstraints;
@@ -74,14 +72,69 @@ export function describeCsr(csr: Csr): Described {
   };
 }
 
-const builtins: ObjectReader[] = [
+export function describeCrl(crl: Crl): Described {
+  return {
+    kind: 'crl',
+    fields: {
+      issuer: crl.issuer,
+      crlNumber: crl.crlNumber,
+      thisUpdate: crl.thisUpdate,
+      nextUpdate: crl.nextUpdate,
+      authorityKeyId: crl.authorityKeyId,
+      signatureAlgorithm: crl.signatureAlgorithm,
+      revokedCount: crl.entries.length,
+      revoked: crl.entries.map((e) => ({
+        serial: opensslSerial(e.serial),
+        revokedAt: e.revokedAt,
+        reason: e.reason,
+        ...(e.invalidityDate ? { invalidityDate: e.invalidityDate } : {}),
+      })),
+    },
+  };
+}
+
+export function describeOcspRequest(req: OcspRequest): Described {
+  return {
+    kind: 'ocsp-request',
+    fields: {
+      requests: req.certIds.map((c) => ({ serial: opensslSerial(c.serial), hashAlgorithm: c.hashAlgorithm, certId: describeCertId(c) })),
+      nonce: req.nonce ? req.nonce.toString('hex') : null,
+      signed: req.signed,
+    },
+  };
+}
+
+export function describeOcspResponse(resp: OcspResponse): Described {
+  const id = resp.responderId;
+  return {
+    kind: 'ocsp-response',
+    fields: {
+      responseStatus: resp.responseStatus,
+      producedAt: resp.producedAt,
+      responderId: id ? (id.type === 'name' ? `name: ${id.name}` : `key hash: ${id.keyHash.toString('hex')}`) : null,
+      certificates: resp.certificates.map((c) => c.subject),
+      responses: resp.responses.map((r) => ({
+        serial: opensslSerial(r.certId.serial),
+        hashAlgorithm: r.certId.hashAlgorithm,
+        status: r.status,
+        ...(r.revokedAt ? { revokedAt: r.revokedAt, reason: r.revocationReason } : {}),
+        thisUpdate: r.thisUpdate,
+        nextUpdate: r.nextUpdate,
+      })),
+      nonce: resp.nonce ? resp.nonce.toString('hex') : null,
+    },
+  };
+}
+
+// Order matters for DER: a certificate and a CRL are both SEQUENCE { tbs, alg, sig }, but their parsers reject each other.
+const READERS: ObjectReader[] = [
   { kind: 'certificate', pemLabels: ['CERTIFICATE', 'TRUSTED CERTIFICATE'], describe: (der, s) => describeCertificate(Certificate.fromDer(der, s)) },
   { kind: 'csr', pemLabels: ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST'], describe: (der, s) => describeCsr(Csr.parse(der, s)) },
+  { kind: 'crl', pemLabels: ['X509 CRL', 'CRL'], describe: (der, s) => describeCrl(Crl.fromDer(der, s)) },
+  { kind: 'ocsp-response', pemLabels: ['OCSP RESPONSE'], describe: (der, s) => describeOcspResponse(OcspResponse.parse(der, s)) },
+  { kind: 'ocsp-request', pemLabels: ['OCSP REQUEST'], describe: (der, s) => describeOcspRequest(OcspRequest.parse(der, s)) },
 ];
 
-function allReaders(): ObjectReader[] {
-  return [...builtins, ...readers];
-}
 
 /**
  * Reads any certificate, bundle, CSR, CRL, OCSP request or response, PEM or DER, recognised by its content
@@ -91,13 +144,13 @@ export function inspectData(data: Uint8Array, source = 'input'): Described[] {
   if (looksLikePem(data)) {
     const blocks = decodePem(Buffer.from(data).toString('utf8'), source);
     return blocks.map((b, i) => {
-      const reader = allReaders().find((r) => r.pemLabels.includes(b.label));
+      const reader = READERS.find((r) => r.pemLabels.includes(b.label));
       if (!reader) throw new MeshError(ErrorCodes.UNKNOWN_FORMAT, `${source}: PEM block ${i + 1} "${b.label}" is not something meshcert reads`, { subject: source });
       return reader.describe(b.der, blocks.length > 1 ? `${source} (block ${i + 1})` : source);
     });
   }
   const der = Buffer.from(data);
-  for (const reader of allReaders()) {
+  for (const reader of READERS) {
     try {
       return [reader.describe(der, source)];
     } catch {
