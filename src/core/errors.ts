@@ -40,6 +40,7 @@ export const ErrorCodes = {
   REVOCATION_REASON: 'MESH_ERR_REVOCATION_REASON',
   CONFIG: 'MESH_ERR_CONFIG',
   INTERNAL: 'MESH_ERR_INTERNAL',
+  CRL_BUILD: 'MESH_ERR_CRL_BUILD',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
