@@ -109,7 +109,6 @@ interface Context {
   maxDepth: number;
   acceptAnyEku: boolean;
   known: Set<string>;
-  rootIds: Set<string>;
   rootsBySubject: Map<string, Certificate[]>;
   intsBySubject: Map<string, Certificate[]>;
   sigCache: Map<Certificate, Map<Certificate, boolean>>;
@@ -333,7 +332,15 @@ function checkConstraintsFrom(
   if (!nc) return;
   for (let k = 0; k < ca; k++) {
     if (k > 0 && chain[k]!.isSelfIssued) continue;
-    for (const v of checkNameConstraints(chain[k]!, nc, { isLeaf: k === 0 })) {
+    let violations;
+    try {
+      violations = checkNameConstraints(chain[k]!, nc, { isLeaf: k === 0 });
+    } catch {
+      // Names that cannot be read cannot be shown to lie within the constraints.
+      add(ChainReason.NAME_CONSTRAINTS, k, `${who(chain, k, complete)}: its names do not parse, so the name constraints of ${who(chain, ca, complete)} cannot be checked`);
+      continue;
+    }
+    for (const v of violations) {
       add(ChainReason.NAME_CONSTRAINTS, k, `${who(chain, k, complete)}: ${v.message}, by the name constraints of ${who(chain, ca, complete)}`);
     }
   }
@@ -377,7 +384,6 @@ export function validateChain(options: ValidateChainOptions): ChainResult {
     maxDepth: options.maxDepth ?? DEFAULT_MAX_DEPTH,
     acceptAnyEku: options.acceptAnyExtendedKeyUsage ?? false,
     known: new Set([...UNDERSTOOD_CRITICAL, ...(options.knownCriticalExtensions ?? [])]),
-    rootIds,
     rootsBySubject: groupBySubject(rootList),
     intsBySubject: groupBySubject(ints),
     sigCache: new Map(),
