@@ -1,0 +1,118 @@
+import { readFileSync } from 'node:fs';
+import { parseAllDocuments } from 'yaml';
+import { z } from 'zod';
+import { ErrorCodes, MeshError, describeError } from '../core/index.js';
+import { configError } from './config-errors.js';
+import { duration, httpUrl, listenAddress } from './fields.js';
+
+const jwtIssuer = z
+  .strictObject({
+    issuer: z.string().min(1),
+    audiences: z.array(z.string().min(1)).min(1),
+    jwksFile: z.string().min(1).optional(),
+    publicKeyFiles: z.array(z.string().min(1)).min(1).optional(),
+  })
+  .refine((j) => (j.jwksFile === undefined) !== (j.publicKeyFiles === undefined), {
+    message: 'give exactly one of jwksFile or publicKeyFiles',
+  });
+
+const dnsGrant = z.strictObject({
+  /** A SPIFFE ID, or a pattern with `*` as a whole last path segment or suffix (spiffe://td/ns/web/sa/*). */
+  identity: z.string().min(1),
+  dnsNames: z.array(z.string().min(1)).min(1),
+});
+
+/** The `meshcert serve` configuration file. Sections that are absent are off. */
+export const serveConfigSchema = z.strictObject({
+  trustDomain: z.string().min(1).default('cluster.local'),
+  grpc: z
+    .strictObject({
+      listen: listenAddress,
+      dnsNames: z.array(z.string().min(1)).min(1).default(['istiod.istio-system.svc', 'localhost']),
+      /** Lifetime of the gRPC serving certificate; renewed at two thirds. */
+      certificateTtl: duration.prefault('24h'),
+      maxCsrBytes: z.number().int().min(512).max(1_048_576).default(16_384),
+    })
+    .optional(),
+  http: z
+    .strictObject({
+      listen: listenAddress,
+      publicUrl: httpUrl.optional(),
+    })
+    .optional(),
+  issuance: z
+    .strictObject({
+      defaultTtl: duration.prefault('24h'),
+      maxTtl: duration.prefault('48h'),
+      /** Clock-skew allowance: notBefore is this much before the time of issuance. */
+      backdate: duration.prefault('60s'),
+      dnsGrants: z.array(dnsGrant).default([]),
+    })
+    .prefault({}),
+  auth: z
+    .strictObject({
+      jwt: z.array(jwtIssuer).default([]),
+      bootstrapTokens: z.string().min(1).optional(),
+      clientCertificates: z.boolean().default(false),
+      /** Allowed clock skew for token times. */
+      clockSkew: duration.prefault('60s'),
+    })
+    .optional(),
+  rateLimit: z
+    .strictObject({
+      /** Sustained CSRs per second per identity, and the burst above it. */
+      perIdentityPerSecond: z.number().positive().default(10),
+      burst: z.number().int().positive().default(50),
+    })
+    .optional(),
+});
+
+export type ServeConfig = z.output<typeof serveConfigSchema>;
+
+/** What `meshcert serve` runs without --config: everything on, on loopback, Istio's ports. */
+export function defaultServeConfig(): ServeConfig {
+  return serveConfigSchema.parse({
+    trustDomain: 'cluster.local',
+    grpc: { listen: '127.0.0.1:15012' },
+    http: { listen: '127.0.0.1:15014', publicUrl: 'http://127.0.0.1:15014' },
+    auth: { clientCertificates: true },
+    rateLimit: {},
+  });
+}
+
+/** Parses YAML text (one document) into a validated config; errors name the file and every field path at fault. */
+export function parseServeConfig(text: string, file = 'config'): ServeConfig {
+  let raw: unknown;
+  try {
+    const docs = parseAllDocuments(text);
+    if (Array.isArray(docs) && docs.length > 1) {
+      throw new Error('expected one YAML document, found several');
+    }
+    const doc = Array.isArray(docs) ? docs[0] : docs;
+    if (!doc) throw new Error('the file is empty');
+    if ('errors' in doc && doc.errors.length) throw new Error(doc.errors.map((e) => e.message).join('; '));
+    raw = doc.toJS();
+  } catch (err) {
+    throw new MeshError(ErrorCodes.CONFIG, `${file}: not valid YAML: ${describeError(err)}`, { subject: file, cause: err });
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new MeshError(ErrorCodes.CONFIG, `${file}: expected a mapping of settings at the top level`, { subject: file });
+  }
+  const res = serveConfigSchema.safeParse(raw);
+  if (!res.success) throw configError(file, res.error);
+  const cfg = res.data;
+  if (cfg.issuance.defaultTtl > cfg.issuance.maxTtl) {
+    throw new MeshError(ErrorCodes.CONFIG, `${file}: issuance.defaultTtl is longer than issuance.maxTtl`, { subject: file });
+  }
+  return cfg;
+}
+
+export function loadServeConfig(file: string): ServeConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new MeshError(ErrorCodes.FILE_READ, `${file}: cannot read configuration: ${describeError(err)}`, { subject: file, cause: err });
+  }
+  return parseServeConfig(text, file);
+}
