@@ -4,32 +4,11 @@
  * `meshcert serve` replicas sharing one database) fits it unchanged.
  */
 
-/** RFC 5280 CRLReason names (5.3.1), spelled as in the RFC's ASN.1. */
-export type RevocationReason =
-  | 'unspecified'
-  | 'keyCompromise'
-  | 'cACompromise'
-  | 'affiliationChanged'
-  | 'superseded'
-  | 'cessationOfOperation'
-  | 'certificateHold'
-  | 'removeFromCRL'
-  | 'privilegeWithdrawn'
-  | 'aACompromise';
+import type { RevocationReason } from '../pki/index.js';
 
-/** Every RevocationReason, for validating input that arrives as plain text (CLI, API, database rows). */
-export const REVOCATION_REASONS = [
-  'unspecified',
-  'keyCompromise',
-  'cACompromise',
-  'affiliationChanged',
-  'superseded',
-  'cessationOfOperation',
-  'certificateHold',
-  'removeFromCRL',
-  'privilegeWithdrawn',
-  'aACompromise',
-] as const satisfies readonly RevocationReason[];
+// One list of RFC 5280 reasons for the whole code base: the toolkit's, which CRLs and OCSP encode.
+export { REVOCATION_REASONS } from '../pki/index.js';
+export type { RevocationReason };
 
 export type CertificateProfile = 'svid' | 'server' | 'client' | 'ca' | 'ocsp-signer';
 
