@@ -7,6 +7,7 @@ import { certCommand } from './commands/cert.js';
 import { crlCommand } from './commands/crl.js';
 import { ocspCommand } from './commands/ocsp.js';
 import { demoCommand } from './commands/demo.js';
+import { serveCommand } from './commands/serve.js';
 
 export function buildProgram(): Command {
   const program = new Command('meshcert')
@@ -17,6 +18,7 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .configureHelp({ sortSubcommands: false });
   program.addCommand(demoCommand());
+  program.addCommand(serveCommand());
   program.addCommand(caCommand());
   program.addCommand(certCommand());
   program.addCommand(crlCommand());
@@ -30,6 +32,8 @@ Environment: MESHCERT_DATA_DIR (default data dir), MESHCERT_LOG_LEVEL.`,
   // Every subcommand reports through exceptions so that exit codes stay ours.
   const override = (cmd: Command): void => {
     cmd.exitOverride();
+    // addCommand() does not pass settings down: every command points to its --help after a usage error.
+    cmd.showHelpAfterError('(run with --help for usage)');
     cmd.commands.forEach(override);
   };
   override(program);
@@ -44,7 +48,9 @@ export async function main(argv: string[]): Promise<number> {
     return process.exitCode === undefined ? EXIT.OK : Number(process.exitCode);
   } catch (err) {
     if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.OK;
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return EXIT.OK;
+      // Help printed because no subcommand was given (`meshcert cert`) is a usage error; `meshcert help` is not.
+      if (err.code === 'commander.help') return err.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
       // Commander already printed its message.
       return EXIT.USAGE;
     }

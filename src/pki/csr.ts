@@ -10,6 +10,16 @@ import { OID, ekuOid } from './oids.js';
 import { decodePem, encodePem, looksLikePem } from './pem.js';
 import { signatureAlgorithmName, verifySignature } from './signature-algorithms.js';
 
+/** One extension of a CSR's extensionRequest attribute (PKCS#9), as requested. */
+export interface CsrExtension {
+  oid: string;
+  critical: boolean;
+  /** The extnValue contents (DER of the extension's own structure). */
+  value: Buffer;
+}
+
+const EXTENSION_REQUEST = '1.2.840.113549.1.9.14';
+
 export interface CsrSpec {
   subject?: string;
   sans?: San[];
@@ -28,6 +38,8 @@ export class Csr {
   readonly #sigOid: string;
   readonly #signature: Buffer;
   readonly #spki: Buffer;
+  readonly #attributes: asn1js.AsnType | undefined;
+  #requested: CsrExtension[] | undefined;
   #x509: x509.Pkcs10CertificateRequest | undefined;
   #publicKey: KeyObject | undefined;
 
@@ -45,6 +57,7 @@ export class Csr {
     this.#sigOid = algOid.valueBlock.toString();
     this.#signature = Buffer.from(sig.valueBlock.valueHexView);
     this.#spki = rawBytes(infoParts[2]!);
+    this.#attributes = infoParts[3];
   }
 
   static parse(data: string | Uint8Array, source = 'CSR'): Csr {
@@ -129,6 +142,37 @@ export class Csr {
 
   get requestedExtensionOids(): string[] {
     return this.extensions.map((e) => e.type);
+  }
+
+  /**
+   * The requested extensions, read with asn1js from the attributes the signature covers, without building the
+   * generic object model (which costs more than parsing and verifying the CSR on the issuance hot path).
+   * Malformed attributes are a CSR_PARSE error.
+   */
+  get requestedExtensions(): CsrExtension[] {
+    if (this.#requested) return this.#requested;
+    const bad = (why: string) => new MeshError(ErrorCodes.CSR_PARSE, `${this.source}: malformed requested extensions: ${why}`, { subject: this.source });
+    const found: CsrExtension[] = [];
+    let seenRequest = false;
+    for (const attr of this.#attributes ? children(this.#attributes) : []) {
+      const [type, values] = children(attr);
+      if (!(type instanceof asn1js.ObjectIdentifier) || !(values instanceof asn1js.Set)) throw bad('an attribute is not { type, values }');
+      if (type.valueBlock.toString() !== EXTENSION_REQUEST) continue;
+      const vs = children(values);
+      if (seenRequest || vs.length !== 1 || !(vs[0] instanceof asn1js.Sequence)) throw bad('extensionRequest must appear once, with one value');
+      seenRequest = true;
+      for (const ext of children(vs[0])) {
+        const parts = children(ext);
+        const oid = parts[0];
+        const value = parts[parts.length - 1];
+        const crit = parts.length === 3 ? parts[1] : undefined;
+        if (!(ext instanceof asn1js.Sequence) || !(oid instanceof asn1js.ObjectIdentifier) || !(value instanceof asn1js.OctetString) || parts.length < 2 || parts.length > 3 || (crit !== undefined && !(crit instanceof asn1js.Boolean))) {
+          throw bad('an extension is not { extnID, critical?, extnValue }');
+        }
+        found.push({ oid: oid.valueBlock.toString(), critical: crit instanceof asn1js.Boolean && crit.valueBlock.value, value: Buffer.from(value.valueBlock.valueHexView) });
+      }
+    }
+    return (this.#requested = found);
   }
 
   /** True when the signature verifies with the CSR's own key (proof of possession). */

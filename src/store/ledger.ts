@@ -114,6 +114,11 @@ export interface Ledger {
   listRevoked(issuerKeyId?: string, notExpiredAt?: Date): Promise<LedgerEntry[]>;
   /** Persistent, strictly increasing per issuer, starts at 1. */
   nextCrlNumber(issuerKeyId: string): Promise<bigint>;
+  /**
+   * Marks a one-time credential (e.g. a bootstrap token, by a non-secret id such as its hash) as used. Atomic: true
+   * for the first caller ever to consume `tokenId`, false for every later one, across processes sharing the ledger.
+   */
+  consumeToken(tokenId: string, at: Date): Promise<boolean>;
   audit(event: AuditEventInput): Promise<void>;
   /** Newest first. */
   auditEvents(limit?: number): Promise<AuditEvent[]>;

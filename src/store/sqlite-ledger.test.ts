@@ -439,3 +439,49 @@ test('throughput of recordMany and record (printed, not asserted)', async (t) =>
     }
   });
 });
+
+test('consumeToken: true the first time a one-time token id is used, false after, across connections and reopen', async () => {
+  await withLedger(async (ledger, clock, dir) => {
+    assert.equal(await ledger.consumeToken('bootstrap:sha256:ab12', clock.now()), true);
+    assert.equal(await ledger.consumeToken('bootstrap:sha256:ab12', clock.now()), false);
+    assert.equal(await ledger.consumeToken('bootstrap:sha256:cd34', clock.now()), true);
+    // Another connection to the same file (another replica or process) sees the same state.
+    const other = openLedger(dir, { clock });
+    try {
+      assert.equal(await other.consumeToken('bootstrap:sha256:ab12', clock.now()), false);
+      assert.equal(await other.consumeToken('bootstrap:sha256:ef56', clock.now()), true);
+    } finally {
+      await other.close();
+    }
+    assert.equal(await ledger.consumeToken('bootstrap:sha256:ef56', clock.now()), false);
+    // Concurrent attempts: exactly one wins.
+    const results = await Promise.all(Array.from({ length: 8 }, () => ledger.consumeToken('race', clock.now())));
+    assert.equal(results.filter(Boolean).length, 1);
+    await assert.rejects(ledger.consumeToken('', clock.now()), isLedgerError(ErrorCodes.LEDGER, 'token id is empty'));
+    await assert.rejects(ledger.consumeToken('x', new Date(NaN)), isLedgerError(ErrorCodes.LEDGER, 'not a valid date'));
+  });
+});
+
+test('a schema-1 ledger is migrated in place and keeps its rows (consumed_tokens added)', async () => {
+  await withDir(async (dir) => {
+    const file = join(dir, 'ledger.db');
+    const first = SqliteLedger.open(file);
+    await first.record(entry(1));
+    await first.close();
+    // Roll the file back to what the first release wrote: schema 1, without the consumed_tokens table.
+    const raw = new Database(file);
+    raw.exec('DROP TABLE consumed_tokens');
+    raw.pragma('user_version = 1');
+    raw.close();
+    const ro = () => SqliteLedger.open(file, { readonly: true });
+    assert.throws(ro, isLedgerError(ErrorCodes.LEDGER, 'needs migrating'));
+    const ledger = SqliteLedger.open(file);
+    try {
+      assert.equal((await ledger.get(entry(1).serial))?.serial, entry(1).serial);
+      assert.equal(await ledger.consumeToken('t1', new Date(T0)), true);
+      assert.equal(await ledger.consumeToken('t1', new Date(T0)), false);
+    } finally {
+      await ledger.close();
+    }
+  });
+});

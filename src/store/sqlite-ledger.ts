@@ -78,6 +78,14 @@ const MIGRATIONS: readonly string[] = [
     details TEXT                                -- JSON object
   );
   `,
+  `
+  -- One-time credentials (bootstrap tokens) already spent: the primary key makes "first use wins" atomic, across
+  -- processes too. Ids are opaque to the ledger (the RA stores a hash, never a token).
+  CREATE TABLE consumed_tokens (
+    token_id    TEXT    PRIMARY KEY CHECK (token_id <> ''),
+    consumed_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];
 const SCHEMA_VERSION = MIGRATIONS.length;
 
@@ -453,6 +461,18 @@ export class SqliteLedger implements Ledger {
         .immediate();
     } catch (err) {
       throw this.#error(action, err);
+    }
+  }
+
+  async consumeToken(tokenId: string, at: Date): Promise<boolean> {
+    this.#open();
+    if (typeof tokenId !== 'string' || tokenId === '') throw this.#error('cannot consume a one-time token: the token id is empty');
+    const atMs = this.#ms(at, 'cannot consume a one-time token', 'time');
+    try {
+      // INSERT OR IGNORE under the write lock: exactly one caller, in any process, sees a row inserted.
+      return this.#stmt('INSERT OR IGNORE INTO consumed_tokens (token_id, consumed_at) VALUES (?, ?)').run(tokenId, atMs).changes === 1;
+    } catch (err) {
+      throw this.#error('cannot consume a one-time token', err);
     }
   }
 

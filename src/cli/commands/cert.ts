@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
-import { CertificateAuthority, CertificateIssuer, revokeCertificate } from '../../ca/index.js';
+import { CertificateAuthority, CertificateIssuer, caExists, revokeCertificate } from '../../ca/index.js';
 import { ErrorCodes, MeshError, describeError, parseDuration, writeFileAtomic } from '../../core/index.js';
 import { writeKeyFile } from '../../keys/index.js';
 import {
@@ -20,7 +20,9 @@ import {
 } from '../../pki/index.js';
 import { openLedger } from '../../store/index.js';
 import { DATA_DIR_HELP, resolveDataDir } from '../data-dir.js';
+import { checkOutputDir } from '../out-paths.js';
 import { printJson, printText, usageError } from '../output.js';
+import { certRequestCommand } from './cert-request.js';
 
 function readInput(path: string, what: string): Buffer {
   try {
@@ -69,6 +71,8 @@ Identities in a CSR are ignored: the command line says what is certified.`,
       if (!opts.spiffe && !opts.dns?.length && !opts.ip?.length) throw usageError('cert issue: give --spiffe ID, or --dns NAME / --ip ADDR');
       const ttlMs = parseDuration(opts.ttl, '--ttl');
       const dataDir = resolveDataDir(opts.dataDir);
+      const outDir = resolve(opts.outDir);
+      checkOutputDir(outDir, '--out-dir');
       const csr = opts.csr ? Csr.parseVerified(readInput(opts.csr, 'CSR'), opts.csr) : undefined;
       const keys = csr ? undefined : generateKeyPair(parseKeyType(opts.key));
       const ca = await CertificateAuthority.load(dataDir);
@@ -84,7 +88,6 @@ Identities in a CSR are ignored: the command line says what is certified.`,
           profile: opts.profile,
           mustStaple: opts.mustStaple,
         });
-        const outDir = resolve(opts.outDir);
         const files = [join(outDir, 'cert-chain.pem'), join(outDir, 'root-cert.pem')];
         if (keys) {
           writeKeyFile(join(outDir, 'key.pem'), keys.privateKey);
@@ -189,6 +192,10 @@ Identities in a CSR are ignored: the command line says what is certified.`,
     .option('--json', 'print as JSON')
     .action(async (opts: { dataDir?: string; status?: 'valid' | 'revoked'; limit?: number; json?: boolean }) => {
       const dataDir = resolveDataDir(opts.dataDir);
+      // Never create a ledger in a folder that holds no CA (a mistyped --data-dir would list "nothing" and leave one behind).
+      if (!caExists(dataDir)) {
+        throw new MeshError(ErrorCodes.CA_NOT_FOUND, `${dataDir}: no CA here; create one with \`meshcert ca init --data-dir ${dataDir}\``, { subject: dataDir });
+      }
       const ledger = openLedger(dataDir, { readonly: false });
       try {
         const rows = await ledger.list({ status: opts.status, limit: opts.limit });
@@ -209,5 +216,6 @@ Identities in a CSR are ignored: the command line says what is certified.`,
         await ledger.close();
       }
     });
+  cert.addCommand(certRequestCommand());
   return cert;
 }

@@ -4,6 +4,7 @@ import { parseDuration, writeFileAtomic } from '../../core/index.js';
 import { opensslSerial } from '../../pki/index.js';
 import { openLedger } from '../../store/index.js';
 import { DATA_DIR_HELP, resolveDataDir } from '../data-dir.js';
+import { checkOutputFile } from '../out-paths.js';
 import { printJson, printText } from '../output.js';
 
 export function crlCommand(): Command {
@@ -19,6 +20,8 @@ export function crlCommand(): Command {
     .addHelpText('after', '\nCheck it with: openssl crl -in FILE -CAfile ca-cert.pem -noout -text')
     .action(async (opts: { dataDir?: string; out: string; nextUpdate: string; der?: boolean; json?: boolean }) => {
       const validityMs = parseDuration(opts.nextUpdate, '--next-update');
+      // Before the ledger spends a CRL number.
+      checkOutputFile(opts.out, '--out');
       const dataDir = resolveDataDir(opts.dataDir);
       const ca = await CertificateAuthority.load(dataDir);
       const ledger = openLedger(dataDir);

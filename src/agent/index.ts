@@ -1,0 +1,3 @@
+// The public face of the workload agent: other folders import only this file.
+export { requestCertificate } from './ca-client.js';
+export type { CertificateRequestOptions, CertificateResponse } from './ca-client.js';

@@ -1,0 +1,82 @@
+import { join } from 'node:path';
+import { format } from 'node:util';
+import { setLogger as setGrpcLogger } from '@grpc/grpc-js';
+import { Command, Option } from 'commander';
+import { caPaths } from '../../ca/index.js';
+import { defaultServeConfig, loadServeConfig, type ServeConfig } from '../../config/index.js';
+import { createLogger } from '../../core/index.js';
+import { ControlPlane } from '../../server/index.js';
+import { DATA_DIR_HELP, resolveDataDir } from '../data-dir.js';
+import { printText } from '../output.js';
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export function serveCommand(): Command {
+  return new Command('serve')
+    .description('run the control plane: the Istio CA gRPC API with a registration authority, health and metrics over HTTP')
+    .option('--data-dir <dir>', DATA_DIR_HELP)
+    .option('--config <file>', 'YAML configuration; without it everything runs on loopback with defaults')
+    .addOption(new Option('--log-level <level>', 'log level of the JSON log on stderr (default: $MESHCERT_LOG_LEVEL or info)').choices([...LOG_LEVELS]))
+    .addHelpText(
+      'after',
+      `
+Without --config: the CA gRPC API on 127.0.0.1:15012 (TLS, server name istiod.istio-system.svc or localhost),
+health and metrics on http://127.0.0.1:15014 (/healthz, /metrics), client-certificate renewal on. On the first
+start the CA is created in the data dir, with a one-time bootstrap token (DATA-DIR/bootstrap-token, valid 24h,
+for spiffe://TRUST-DOMAIN/ns/default/sa/default) and the \`meshcert cert request\` line that uses it.
+With --config, a section that is absent is off. Stops cleanly on SIGINT or SIGTERM (exit 0).`,
+    )
+    .action(async (opts: { dataDir?: string; config?: string; logLevel?: string }) => {
+      const dataDir = resolveDataDir(opts.dataDir);
+      const config = opts.config ? loadServeConfig(opts.config) : defaultServeConfig();
+      const logger = createLogger({ level: opts.logLevel });
+      // grpc-js writes its own errors (e.g. a failed bind) to the console: keep stderr one JSON log.
+      const grpcLog = logger.child({ component: 'grpc-js' });
+      setGrpcLogger({ error: (...a: unknown[]) => grpcLog.warn(format(...a)), info: (...a: unknown[]) => grpcLog.info(format(...a)), debug: (...a: unknown[]) => grpcLog.debug(format(...a)) });
+      const cp = new ControlPlane();
+      // Stop gracefully on the first signal (in-flight calls get the grace period); a second one kills at once (Node's default).
+      let stopSignal: (sig: NodeJS.Signals) => void = () => undefined;
+      const stopped = new Promise<NodeJS.Signals>((resolve) => (stopSignal = resolve));
+      process.once('SIGINT', stopSignal);
+      process.once('SIGTERM', stopSignal);
+      try {
+        await cp.start(config, dataDir, { logger, adoptCaTrustDomain: !opts.config, firstStartBootstrapToken: !opts.config });
+        printText(startBanner(cp, dataDir, config));
+        const sig = await stopped;
+        logger.info({ signal: sig }, 'stopping');
+        await cp.stop();
+        printText(`meshcert serve: stopped (${sig})`);
+      } finally {
+        process.off('SIGINT', stopSignal);
+        process.off('SIGTERM', stopSignal);
+        await cp.stop();
+      }
+    });
+}
+
+function startBanner(cp: ControlPlane, dataDir: string, config: ServeConfig): string {
+  const serverName = config.grpc?.dnsNames[0];
+  const lines = [`meshcert serve: control plane for trust domain ${cp.ca.trustDomain}, data dir ${dataDir}`];
+  if (cp.createdCa) lines.push(`  created a new mesh CA in ${dataDir} (root-cert.pem is the trust bundle workloads need)`);
+  if (cp.addresses.grpc) lines.push(`  CA gRPC API (istio.v1.auth.IstioCertificateService): ${cp.addresses.grpc} (TLS, server name ${serverName})`);
+  if (cp.addresses.http) lines.push(`  health and metrics: http://${cp.addresses.http}/healthz  http://${cp.addresses.http}/metrics`);
+  if (cp.addresses.grpc) {
+    const root = caPaths(dataDir).rootCert;
+    const request = `meshcert cert request --ca-address ${cp.addresses.grpc} --ca-root ${root} --ca-server-name ${serverName}`;
+    const auth = config.auth;
+    if (!auth || (!auth.jwt.length && !auth.bootstrapTokens && !auth.clientCertificates && !cp.firstToken)) {
+      lines.push('No authenticator is configured (the auth section of the config): every certificate request will be refused.');
+    } else if (cp.firstToken) {
+      lines.push(
+        `First certificate (for ${cp.firstToken.identity}, with the one-time bootstrap token made on the first start, valid until ${cp.firstToken.expires.toISOString()}):`,
+        `  ${request} --bootstrap-token-file ${cp.firstToken.tokenFile} --out-dir ./workload`,
+      );
+    } else {
+      lines.push(
+        'First certificate: with a bootstrap token, a service-account JWT, or a current certificate of this CA:',
+        `  ${request} (--bootstrap-token-file FILE | --token-file FILE | --cert-chain ${join('DIR', 'cert-chain.pem')} --key ${join('DIR', 'key.pem')}) --out-dir ./workload`,
+      );
+    }
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,277 @@
+import { Server } from '@grpc/grpc-js';
+import {
+  BootstrapTokenAuthenticator,
+  CertificateAuthority,
+  CertificateIssuer,
+  ClientCertificateAuthenticator,
+  JwtAuthenticator,
+  RegistrationAuthority,
+  caExists,
+  initRootCa,
+  type Authenticator,
+} from '../ca/index.js';
+import type { ServeConfig } from '../config/index.js';
+import { ErrorCodes, MeshError, describeError, silentLogger, systemClock, type Clock, type Logger } from '../core/index.js';
+import { firstStartToken, type FirstToken } from './first-token.js';
+import { openLedger, type Ledger } from '../store/index.js';
+import { createCaGrpcService, type CertificateSigner } from './ca-grpc-service.js';
+import { HttpEndpoint, type HealthCheck } from './http-server.js';
+import { ServerMetrics } from './metrics.js';
+import { ServingCertificate } from './serving-certificate.js';
+
+/** What a registration authority is built from; the control plane owns every piece and closes them. */
+export interface SignerDeps {
+  config: ServeConfig;
+  dataDir: string;
+  ca: CertificateAuthority;
+  issuer: CertificateIssuer;
+  ledger: Ledger;
+  logger: Logger;
+  clock: Clock;
+}
+
+/** A signer that holds resources (file watchers, timers) releases them on close. */
+export type ClosableSigner = CertificateSigner & { close?: () => void | Promise<void> };
+
+export interface ControlPlaneOptions {
+  logger?: Logger;
+  clock?: Clock;
+  /**
+   * Use the trust domain of an existing CA when it differs from the config's. `meshcert serve` without --config
+   * sets it: its built-in default ("cluster.local") must not refuse a CA made with another trust domain.
+   */
+  adoptCaTrustDomain?: boolean;
+  /**
+   * On the first start (the CA created now) with no bootstrap token file configured, make one one-time bootstrap
+   * token in the data dir so that a first workload can get a certificate; later starts keep using that file.
+   * `meshcert serve` without --config sets it.
+   */
+  firstStartBootstrapToken?: boolean;
+  /** Builds the registration authority; the default wires the one in src/ca from config.auth. */
+  createSigner?: (deps: SignerDeps) => ClosableSigner | Promise<ClosableSigner>;
+  /** How long stop() lets in-flight calls finish before dropping them. */
+  shutdownGraceMs?: number;
+}
+
+export interface ControlPlaneAddresses {
+  /** HOST:PORT the CA gRPC API listens on (the real port when 0 was configured), or null when off. */
+  grpc: string | null;
+  /** HOST:PORT of the health/metrics HTTP server, or null when off. */
+  http: string | null;
+}
+
+/** The registration authority of src/ca with the authenticators config.auth enables (none: every call is refused). */
+export function defaultSigner(deps: SignerDeps): ClosableSigner {
+  const { config, ca, issuer, ledger, logger, clock } = deps;
+  const auth = config.auth;
+  const authenticators: Authenticator[] = [];
+  // Bearer credentials first: a caller that sends a token means it, even over a connection with a client certificate.
+  if (auth?.jwt.length) {
+    authenticators.push(new JwtAuthenticator({ issuers: auth.jwt, trustDomain: ca.trustDomain, clockSkewMs: auth.clockSkew, clock }));
+  }
+  if (auth?.bootstrapTokens) {
+    authenticators.push(new BootstrapTokenAuthenticator({ file: auth.bootstrapTokens, trustDomain: ca.trustDomain, ledger, clock }));
+  }
+  if (auth?.clientCertificates) authenticators.push(new ClientCertificateAuthenticator({ ca, ledger, clock }));
+  if (authenticators.length === 0) logger.warn('no authenticator is configured (auth): every CreateCertificate call will be refused');
+  return new RegistrationAuthority({
+    issuer,
+    ledger,
+    authenticators,
+    dnsGrants: config.issuance.dnsGrants,
+    ...(config.rateLimit ? { rateLimit: config.rateLimit } : {}),
+    maxCsrBytes: config.grpc?.maxCsrBytes ?? 16_384,
+    logger,
+    clock,
+  });
+}
+
+function hostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/**
+ * The control plane process: the CA (created on first start), its ledger, the registration authority, the Istio
+ * CA gRPC API with its own renewing serving certificate, and the health/metrics HTTP server. Each endpoint runs
+ * only when its config section is present.
+ */
+export class ControlPlane {
+  addresses: ControlPlaneAddresses = { grpc: null, http: null };
+  /** True when start() created the CA because the data dir had none. */
+  createdCa = false;
+  /** The data dir's first-start bootstrap token, while it is in use (see firstStartBootstrapToken). */
+  firstToken: FirstToken | null = null;
+  readonly metrics = new ServerMetrics();
+  #ca: CertificateAuthority | null = null;
+  #issuer: CertificateIssuer | null = null;
+  #ledger: Ledger | null = null;
+  #signer: ClosableSigner | null = null;
+  #serving: ServingCertificate | null = null;
+  #grpc: Server | null = null;
+  #http: HttpEndpoint | null = null;
+  #logger: Logger = silentLogger;
+  #graceMs = 5_000;
+  #stopping: Promise<void> | null = null;
+
+  get ca(): CertificateAuthority {
+    if (!this.#ca) throw new MeshError(ErrorCodes.INTERNAL, 'the control plane is not started');
+    return this.#ca;
+  }
+
+  get issuer(): CertificateIssuer {
+    if (!this.#issuer) throw new MeshError(ErrorCodes.INTERNAL, 'the control plane is not started');
+    return this.#issuer;
+  }
+
+  get ledger(): Ledger {
+    if (!this.#ledger) throw new MeshError(ErrorCodes.INTERNAL, 'the control plane is not started');
+    return this.#ledger;
+  }
+
+  /** The gRPC serving certificate, when gRPC is on. */
+  get servingCertificate(): ServingCertificate | null {
+    return this.#serving;
+  }
+
+  async start(config: ServeConfig, dataDir: string, options: ControlPlaneOptions = {}): Promise<this> {
+    const logger = (this.#logger = options.logger ?? silentLogger);
+    const clock = options.clock ?? systemClock;
+    this.#graceMs = options.shutdownGraceMs ?? 5_000;
+    try {
+      if (!caExists(dataDir)) {
+        const init = await initRootCa(dataDir, { trustDomain: config.trustDomain, publicUrl: config.http?.publicUrl, clock });
+        this.createdCa = true;
+        logger.info({ dataDir, trustDomain: config.trustDomain, subject: init.cert.subject, notAfter: init.cert.notAfter.toISOString() }, 'created a mesh CA (the data dir had none)');
+      }
+      const ca = (this.#ca = await CertificateAuthority.load(dataDir, { clock, logger }));
+      if (ca.trustDomain !== config.trustDomain && !options.adoptCaTrustDomain) {
+        throw new MeshError(
+          ErrorCodes.CONFIG,
+          `trustDomain: the config says "${config.trustDomain}" but the CA in ${dataDir} signs for "${ca.trustDomain}"; make them agree`,
+          { subject: 'trustDomain' },
+        );
+      }
+      if (config.http?.publicUrl && ca.settings.publicUrl !== config.http.publicUrl.replace(/\/+$/, '')) {
+        logger.warn(
+          { configured: config.http.publicUrl, ca: ca.settings.publicUrl ?? null },
+          'http.publicUrl differs from the URL the CA writes into certificates (set when the CA was created); certificates keep the CA\'s',
+        );
+      }
+      const ledger = (this.#ledger = openLedger(dataDir, { clock }));
+      if (this.createdCa) await ledger.audit({ type: 'ca-init', subject: ca.cert.subject, details: { mode: 'self-signed', serial: ca.cert.serial, by: 'serve' } });
+      const issuer = (this.#issuer = new CertificateIssuer(ca, ledger, {
+        trustDomain: ca.trustDomain,
+        defaultTtlMs: config.issuance.defaultTtl,
+        maxTtlMs: config.issuance.maxTtl,
+        backdateMs: config.issuance.backdate,
+      }));
+      this.metrics.setCaNotAfter(ca.maxNotAfter);
+
+      if (config.grpc) {
+        const grpcConfig = config.grpc;
+        if (options.firstStartBootstrapToken && config.auth && !config.auth.bootstrapTokens) {
+          this.firstToken = firstStartToken(dataDir, ca.trustDomain, this.createdCa, clock);
+          if (this.firstToken) {
+            config = { ...config, auth: { ...config.auth, bootstrapTokens: this.firstToken.listFile } };
+            logger.info({ tokenFile: this.firstToken.tokenFile, identity: this.firstToken.identity }, 'first-start bootstrap token in use');
+          }
+        }
+        const createSigner = options.createSigner ?? defaultSigner;
+        this.#signer = await createSigner({ config, dataDir, ca, issuer, ledger, logger, clock });
+        const serving = (this.#serving = new ServingCertificate({
+          issuer,
+          dnsNames: grpcConfig.dnsNames,
+          ttlMs: grpcConfig.certificateTtl,
+          logger,
+          metrics: this.metrics,
+        }));
+        await serving.start();
+        const server = (this.#grpc = new Server({
+          // A CSR plus a little metadata: anything much larger is refused by grpc-js before it is buffered whole.
+          'grpc.max_receive_message_length': Math.max(64 * 1024, grpcConfig.maxCsrBytes * 2 + 16 * 1024),
+        }));
+        const service = createCaGrpcService({ signer: this.#signer, logger, metrics: this.metrics });
+        server.addService(service.definition, service.implementation);
+        const { host, port } = grpcConfig.listen;
+        const bound = await new Promise<number>((resolve, reject) => {
+          server.bindAsync(hostPort(host, port), serving.credentials(), (err, p) => (err ? reject(err) : resolve(p)));
+        }).catch((err: unknown) => {
+          throw new MeshError(ErrorCodes.CONFIG, `grpc.listen ${hostPort(host, port)}: cannot listen: ${describeError(err)}`, { subject: 'grpc.listen', cause: err });
+        });
+        this.addresses.grpc = hostPort(host, bound);
+        logger.info({ address: this.addresses.grpc, dnsNames: grpcConfig.dnsNames }, 'CA gRPC API (istio.v1.auth.IstioCertificateService) listening');
+      }
+
+      if (config.http) {
+        const http = (this.#http = new HttpEndpoint({ metrics: this.metrics, checks: this.#healthChecks(), logger }));
+        const { host, port } = config.http.listen;
+        const addr = await http.listen(host, port).catch((err: unknown) => {
+          throw new MeshError(ErrorCodes.CONFIG, `http.listen ${hostPort(host, port)}: cannot listen: ${describeError(err)}`, { subject: 'http.listen', cause: err });
+        });
+        this.addresses.http = hostPort(host, addr.port);
+        logger.info({ address: this.addresses.http }, 'HTTP health and metrics listening');
+      }
+      return this;
+    } catch (err) {
+      await this.stop().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  #healthChecks(): Record<string, HealthCheck> {
+    const checks: Record<string, HealthCheck> = {
+      ca: async () => {
+        const ca = this.ca;
+        const now = ca.clock.now();
+        if (now.getTime() >= ca.maxNotAfter.getTime()) return { ok: false, reason: `the CA expired at ${ca.maxNotAfter.toISOString()}` };
+        return { ok: true };
+      },
+      ledger: async () => {
+        // The cheapest real read: newest row by primary key.
+        await this.ledger.list({ limit: 1 });
+        return { ok: true };
+      },
+    };
+    if (this.#serving) {
+      const serving = this.#serving;
+      checks.grpc = async () => serving.health();
+    }
+    return checks;
+  }
+
+  /** Graceful: stops accepting, lets in-flight calls finish (up to the grace period), then closes the ledger. */
+  stop(): Promise<void> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  async #stop(): Promise<void> {
+    this.#serving?.stop();
+    const grpc = this.#grpc;
+    const tasks: Promise<unknown>[] = [];
+    if (grpc) {
+      tasks.push(
+        new Promise<void>((resolve) => {
+          const timer = setTimeout(() => {
+            grpc.forceShutdown();
+            resolve();
+          }, this.#graceMs);
+          timer.unref();
+          grpc.tryShutdown(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        }),
+      );
+    }
+    if (this.#http) tasks.push(this.#http.close(this.#graceMs));
+    await Promise.all(tasks);
+    try {
+      await this.#signer?.close?.();
+    } catch (err) {
+      this.#logger.warn({ error: describeError(err) }, 'closing the registration authority failed');
+    }
+    await this.#ledger?.close();
+    this.#logger.info('control plane stopped');
+  }
+}

@@ -1,0 +1,115 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { describeError, silentLogger, type Logger } from '../core/index.js';
+import type { ServerMetrics } from './metrics.js';
+
+/** One readiness check: ok, or a reason a person can act on. */
+export type HealthCheck = () => Promise<{ ok: true } | { ok: false; reason: string }>;
+
+export interface HttpEndpointOptions {
+  metrics: ServerMetrics;
+  /** Named checks; /healthz is 200 only when all pass. */
+  checks: Record<string, HealthCheck>;
+  logger?: Logger;
+  /** A check that takes longer than this fails (a hung ledger must not hang the probe). */
+  checkTimeoutMs?: number;
+}
+
+/**
+ * The control plane's plain-HTTP endpoints: GET /healthz and GET /metrics now (OCSP, CRL and roots join later).
+ * Everything else is 404; a failing handler is a 500, never a crashed process.
+ */
+export class HttpEndpoint {
+  readonly server: Server;
+  readonly #opts: HttpEndpointOptions;
+  readonly #logger: Logger;
+
+  constructor(options: HttpEndpointOptions) {
+    this.#opts = options;
+    this.#logger = options.logger ?? silentLogger;
+    this.server = createServer((req, res) => {
+      this.#handle(req, res).catch((err: unknown) => {
+        this.#logger.error({ error: describeError(err), url: req.url }, 'HTTP handler failed');
+        if (!res.headersSent) send(res, 500, 'internal error\n');
+        else res.destroy();
+      });
+    });
+    // Probes and scrapers send small requests; slow or idle clients should not hold sockets for long.
+    this.server.headersTimeout = 10_000;
+    this.server.requestTimeout = 30_000;
+    this.server.keepAliveTimeout = 5_000;
+  }
+
+  listen(host: string, port: number): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error): void => reject(err);
+      this.server.once('error', onError);
+      this.server.listen(port, host, () => {
+        this.server.off('error', onError);
+        this.server.on('error', (err) => this.#logger.error({ error: describeError(err) }, 'HTTP server error'));
+        resolve(this.server.address() as AddressInfo);
+      });
+    });
+  }
+
+  /** Stops accepting, lets in-flight requests finish for up to `graceMs`, then drops what is left. */
+  close(graceMs = 5_000): Promise<void> {
+    if (!this.server.listening) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.server.closeAllConnections(), graceMs);
+      timer.unref();
+      this.server.close(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.server.closeIdleConnections();
+    });
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path !== '/healthz' && path !== '/metrics') return send(res, 404, 'not found\n');
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('allow', 'GET, HEAD');
+      return send(res, 405, 'method not allowed\n');
+    }
+    if (path === '/healthz') {
+      const failures = await this.#runChecks();
+      if (failures.length === 0) return send(res, 200, 'ok\n', req.method === 'HEAD');
+      return send(res, 503, `unhealthy\n${failures.map((f) => `${f}\n`).join('')}`, req.method === 'HEAD');
+    }
+    const text = await this.#opts.metrics.text();
+    send(res, 200, text, req.method === 'HEAD', this.#opts.metrics.contentType);
+  }
+
+  async #runChecks(): Promise<string[]> {
+    const timeout = this.#opts.checkTimeoutMs ?? 2_000;
+    const results = await Promise.all(
+      Object.entries(this.#opts.checks).map(async ([name, check]) => {
+        let timer: NodeJS.Timeout | undefined;
+        try {
+          const res = await Promise.race([
+            check(),
+            new Promise<{ ok: false; reason: string }>((resolve) => {
+              timer = setTimeout(() => resolve({ ok: false, reason: `no answer within ${timeout} ms` }), timeout);
+            }),
+          ]);
+          return res.ok ? null : `${name}: ${res.reason}`;
+        } catch (err) {
+          return `${name}: ${describeError(err)}`;
+        } finally {
+          clearTimeout(timer);
+        }
+      }),
+    );
+    return results.filter((r): r is string => r !== null);
+  }
+}
+
+function send(res: ServerResponse, status: number, body: string, headOnly = false, contentType = 'text/plain; charset=utf-8'): void {
+  res.statusCode = status;
+  res.setHeader('content-type', contentType);
+  res.setHeader('content-length', Buffer.byteLength(body));
+  res.setHeader('cache-control', 'no-store');
+  res.end(headOnly ? undefined : body);
+}
