@@ -11,6 +11,13 @@ command -v curl >/dev/null || need+=(curl)
 command -v make >/dev/null || need+=(make)
 command -v g++ >/dev/null || need+=(g++)
 command -v python3 >/dev/null || need+=(python3)
+# The independent gRPC client of test/server/python-grpcio.test.ts: Debian's Python (/usr/bin/python3, whatever
+# python3 is first on PATH) with its gRPC and protobuf modules, and protoc with the well-known types
+# (google/protobuf/struct.proto, from libprotobuf-dev) to make the descriptor set of proto/istio/v1/auth/ca.proto.
+/usr/bin/python3 -c 'import grpc' >/dev/null 2>&1 || need+=(python3-grpcio)
+/usr/bin/python3 -c 'import google.protobuf' >/dev/null 2>&1 || need+=(python3-protobuf)
+command -v protoc >/dev/null || need+=(protobuf-compiler)
+[ -f /usr/include/google/protobuf/struct.proto ] || need+=(libprotobuf-dev)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${need[*]}; install them (apt-get install -y ${need[*]}) or run as root" >&2
