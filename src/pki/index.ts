@@ -18,3 +18,4 @@ export * from './crl.js';
 export * from './ocsp-request.js';
 export * from './ocsp-response.js';
 export * from './ocsp-verify.js';
+export * from './template-certificate-builder.js';

@@ -14,3 +14,5 @@ export type {
 } from './ledger.js';
 export { SqliteLedger, openLedger } from './sqlite-ledger.js';
 export type { SqliteLedgerOptions } from './sqlite-ledger.js';
+export { BatchingLedger } from './batching-ledger.js';
+export type { BatchingLedgerOptions, BatchingLedgerStats } from './batching-ledger.js';
