@@ -14,6 +14,7 @@ command -v python3 >/dev/null || need+=(python3)
 # The independent gRPC client of test/server/python-grpcio.test.ts: Debian's Python (/usr/bin/python3, whatever
 # python3 is first on PATH) with its gRPC and protobuf modules, and protoc with the well-known types
 # (google/protobuf/struct.proto, from libprotobuf-dev) to make the descriptor set of proto/istio/v1/auth/ca.proto.
+# test/sds/python-decoder.test.ts needs the same four, for Envoy's SDS protos (google/protobuf/any.proto & co.).
 /usr/bin/python3 -c 'import grpc' >/dev/null 2>&1 || need+=(python3-grpcio)
 /usr/bin/python3 -c 'import google.protobuf' >/dev/null 2>&1 || need+=(python3-protobuf)
 command -v protoc >/dev/null || need+=(protobuf-compiler)

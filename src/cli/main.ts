@@ -6,6 +6,7 @@ import { caCommand } from './commands/ca.js';
 import { certCommand } from './commands/cert.js';
 import { crlCommand } from './commands/crl.js';
 import { ocspCommand } from './commands/ocsp.js';
+import { secretCommand } from './commands/secret.js';
 import { demoCommand } from './commands/demo.js';
 import { serveCommand } from './commands/serve.js';
 
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   program.addCommand(certCommand());
   program.addCommand(crlCommand());
   program.addCommand(ocspCommand());
+  program.addCommand(secretCommand());
   program.addHelpText(
     'after',
     `

@@ -1,0 +1,39 @@
+import { Command } from 'commander';
+import { checkSecrets, formatSecretCheck, parseOcspPolicy, type OcspPolicy } from '../../secrets/index.js';
+import { printJson, printText, usageError } from '../output.js';
+
+function collectPolicy(value: string, previous: Record<string, OcspPolicy>): Record<string, OcspPolicy> {
+  const eq = value.indexOf('=');
+  if (eq <= 0) throw usageError(`--policy: "${value}" is not NAME=POLICY (e.g. --policy gw=MANDATORY)`);
+  try {
+    return { ...previous, [value.slice(0, eq)]: parseOcspPolicy(value.slice(eq + 1), `--policy ${value.slice(0, eq)}`) };
+  } catch (err) {
+    throw usageError((err as Error).message);
+  }
+}
+
+export function secretCommand(): Command {
+  const secret = new Command('secret').description('gateway secrets: Kubernetes Secret manifests and mounted secret folders');
+  secret
+    .command('check')
+    .description('check gateway secrets against their stapling policy: what meshcert and Envoy (over SDS) will be served, and why')
+    .argument('<path...>', 'Secret manifests (YAML/JSON), mounted secret folders, or folders holding them')
+    .option('--at <time>', 'judge at this time (ISO 8601) instead of now')
+    .option('--policy <name=policy>', 'stapling policy for a secret without the annotation (mounted folders); repeatable', collectPolicy, {})
+    .option('--json', 'print the report as JSON')
+    .addHelpText(
+      'after',
+      `
+Exit code 0 when every secret is servable; 1 when any would be refused, withheld from Envoy, or left unused by its
+policy (e.g. "MANDATORY policy but no OCSP staple"), or a file cannot be read.`,
+    )
+    .action((paths: string[], opts: { at?: string; policy: Record<string, OcspPolicy>; json?: boolean }) => {
+      const at = opts.at ? new Date(opts.at) : new Date();
+      if (Number.isNaN(at.getTime())) throw usageError(`--at: "${opts.at}" is not a time; use ISO 8601`);
+      const report = checkSecrets(paths, { at, policies: opts.policy });
+      if (opts.json) printJson(report);
+      else printText(formatSecretCheck(report));
+      if (!report.ok) process.exitCode = 1;
+    });
+  return secret;
+}
