@@ -96,6 +96,17 @@ export class CertificateAuthority {
     return this.settings.publicUrl ? `${this.settings.publicUrl}/ocsp` : undefined;
   }
 
+  /**
+   * The same CA writing another base URL into the AIA (OCSP) and CRL distribution point of what it issues from now
+   * on: `meshcert serve` uses the http.publicUrl it actually answers at. ca.json is not changed.
+   */
+  withPublicUrl(publicUrl: string | undefined): CertificateAuthority {
+    const url = publicUrl?.replace(/\/+$/, '');
+    const { publicUrl: _old, ...rest } = this.settings;
+    const settings: CaSettings = url ? { ...rest, publicUrl: url } : rest;
+    return new CertificateAuthority(this.dataDir, this.cert, this.signer, this.chain, this.roots, settings, this.builder, this.clock);
+  }
+
   /** Swaps the certificate builder (the fast DER-template path) without touching callers or the ledger. */
   withBuilder(builder: CertificateBuilder): CertificateAuthority {
     return new CertificateAuthority(this.dataDir, this.cert, this.signer, this.chain, this.roots, this.settings, builder, this.clock);

@@ -141,3 +141,55 @@ export function planCertificate(
     },
   };
 }
+
+/** The delegated OCSP signer's plan: no identity, one purpose. */
+export interface PlannedOcspSigner {
+  spec: Omit<CertificateSpec, 'serial'>;
+  profile: 'ocsp-signer';
+  ttlNote: string | null;
+}
+
+/**
+ * The certificate of a delegated OCSP responder (RFC 6960 §4.2.2.2), kept apart from the leaf policy: it names no
+ * workload, so none of the SPIFFE/DNS rules apply. EKU id-kp-OCSPSigning is what makes clients accept it in the
+ * CA's place; id-pkix-ocsp-nocheck tells them not to ask about the signer itself (there would be no answer that
+ * does not depend on it), which is safe only because it lives a few days and is renewed at half life.
+ */
+export function planOcspSigner(
+  publicKey: KeyObject,
+  ttlMs: number,
+  policy: IssuancePolicyOptions,
+  ca: { maxNotAfter: Date; notBefore: Date },
+  now: Date,
+): PlannedOcspSigner {
+  assertKeyStrength(publicKey, 'OCSP signer key');
+  if (!(ttlMs > 0)) throw new MeshError(ErrorCodes.TTL, `OCSP signer lifetime ${ttlMs} ms is not positive`, { subject: 'ocsp.signerTtl' });
+  const start = wholeSeconds(now);
+  if (start.getTime() >= ca.maxNotAfter.getTime()) {
+    throw new MeshError(ErrorCodes.TTL, `the CA expired at ${ca.maxNotAfter.toISOString()}; it cannot issue an OCSP signer`, { subject: 'ca' });
+  }
+  let notAfter = new Date(start.getTime() + ttlMs);
+  let ttlNote: string | null = null;
+  if (notAfter.getTime() > ca.maxNotAfter.getTime()) {
+    notAfter = ca.maxNotAfter;
+    ttlNote = `OCSP signer lifetime capped at the CA's own expiry ${ca.maxNotAfter.toISOString()}`;
+  }
+  const notBefore = new Date(Math.max(start.getTime() - policy.backdateMs, ca.notBefore.getTime()));
+  return {
+    profile: 'ocsp-signer',
+    ttlNote,
+    spec: {
+      subject: [
+        ['O', policy.trustDomain],
+        ['CN', 'meshcert OCSP responder'],
+      ],
+      notBefore,
+      notAfter,
+      publicKey,
+      basicConstraints: { ca: false, critical: true },
+      keyUsage: ['digitalSignature'],
+      extKeyUsage: ['ocspSigning'],
+      ocspNoCheck: true,
+    },
+  };
+}

@@ -37,7 +37,39 @@ export const serveConfigSchema = z.strictObject({
   http: z
     .strictObject({
       listen: listenAddress,
+      /**
+       * Base URL of this listener as clients reach it: written into issued certificates as the OCSP URL
+       * (PUBLIC/ocsp) and the CRL distribution point (PUBLIC/crl), where it stays for their whole life.
+       */
       publicUrl: httpUrl.optional(),
+    })
+    .optional(),
+  /** The OCSP responder on the http listener (used only when http is on). */
+  ocsp: z
+    .strictObject({
+      /** nextUpdate − thisUpdate of each response; responses are re-signed at half of it. */
+      responseValidity: duration.prefault('1h'),
+      /** Lifetime of the delegated OCSP signer certificate; renewed at half of it. */
+      signerTtl: duration.prefault('7d'),
+      /** Larger POST bodies are refused (HTTP 413, malformedRequest) without being read. */
+      maxRequestBytes: z.number().int().min(1024).max(1_048_576).default(65_536),
+      /** Cached signed responses kept at most. */
+      cacheEntries: z.number().int().min(100).max(10_000_000).default(50_000),
+    })
+    .prefault({}),
+  /** The CRL endpoint on the http listener (used only when http is on). */
+  crl: z
+    .strictObject({
+      /** nextUpdate − thisUpdate; a new CRL is made at half of it and on every revocation. */
+      validity: duration.prefault('24h'),
+    })
+    .prefault({}),
+  /** The admin API (revocation, certificate list): its own listener, bearer token, never the public one. */
+  admin: z
+    .strictObject({
+      listen: listenAddress.prefault('127.0.0.1:15016'),
+      /** File holding the bearer token (trimmed; re-read when it changes). Absent: DATA-DIR/admin-token, made on first start. */
+      tokenFile: z.string().min(1).optional(),
     })
     .optional(),
   issuance: z
@@ -77,6 +109,7 @@ export function defaultServeConfig(): ServeConfig {
     http: { listen: '127.0.0.1:15014', publicUrl: 'http://127.0.0.1:15014' },
     auth: { clientCertificates: true },
     rateLimit: {},
+    admin: { listen: '127.0.0.1:15016' },
   });
 }
 
@@ -103,6 +136,20 @@ export function parseServeConfig(text: string, file = 'config'): ServeConfig {
   const cfg = res.data;
   if (cfg.issuance.defaultTtl > cfg.issuance.maxTtl) {
     throw new MeshError(ErrorCodes.CONFIG, `${file}: issuance.defaultTtl is longer than issuance.maxTtl`, { subject: file });
+  }
+  // The signer is renewed at half its life: a response signed just before must still fit in what is left.
+  if (cfg.ocsp.responseValidity > cfg.ocsp.signerTtl / 2) {
+    throw new MeshError(ErrorCodes.CONFIG, `${file}: ocsp.responseValidity must be at most half of ocsp.signerTtl`, { subject: file });
+  }
+  const taken = [
+    ['grpc.listen', cfg.grpc?.listen],
+    ['http.listen', cfg.http?.listen],
+  ] as const;
+  for (const [name, addr] of taken) {
+    const admin = cfg.admin?.listen;
+    if (admin && addr && admin.port !== 0 && admin.port === addr.port && admin.host === addr.host) {
+      throw new MeshError(ErrorCodes.CONFIG, `${file}: admin.listen is the same address as ${name}; the admin API needs its own listener`, { subject: file });
+    }
   }
   return cfg;
 }

@@ -19,3 +19,4 @@ export * from './ocsp-request.js';
 export * from './ocsp-response.js';
 export * from './ocsp-verify.js';
 export * from './template-certificate-builder.js';
+export * from './ocsp-request-scan.js';

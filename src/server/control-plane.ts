@@ -1,22 +1,30 @@
 import { Server } from '@grpc/grpc-js';
+import { isIP } from 'node:net';
 import {
   BootstrapTokenAuthenticator,
   CertificateAuthority,
   CertificateIssuer,
   ClientCertificateAuthenticator,
+  CrlPublisher,
   JwtAuthenticator,
+  OcspResponder,
   RegistrationAuthority,
+  Revoker,
   caExists,
   initRootCa,
   type Authenticator,
+  type RevocationListener,
 } from '../ca/index.js';
 import type { ServeConfig } from '../config/index.js';
 import { ErrorCodes, MeshError, describeError, silentLogger, systemClock, type Clock, type Logger } from '../core/index.js';
 import { firstStartToken, type FirstToken } from './first-token.js';
 import { openLedger, type Ledger } from '../store/index.js';
 import { createCaGrpcService, type CertificateSigner } from './ca-grpc-service.js';
+import { AdminEndpoint } from './admin-server.js';
+import { AdminToken, defaultAdminTokenFile } from './admin-token.js';
 import { HttpEndpoint, type HealthCheck } from './http-server.js';
 import { ServerMetrics } from './metrics.js';
+import { RevocationEndpoints } from './revocation-endpoints.js';
 import { ServingCertificate } from './serving-certificate.js';
 
 /** What a registration authority is built from; the control plane owns every piece and closes them. */
@@ -42,6 +50,12 @@ export interface ControlPlaneOptions {
    */
   adoptCaTrustDomain?: boolean;
   /**
+   * Keep the public URL of an existing CA (ca.json) when the config's http.publicUrl differs. `meshcert serve`
+   * without --config sets it: its built-in loopback URL must not replace one the CA was made with. Otherwise the
+   * config's http.publicUrl is written into certificates issued from now on.
+   */
+  adoptCaPublicUrl?: boolean;
+  /**
    * On the first start (the CA created now) with no bootstrap token file configured, make one one-time bootstrap
    * token in the data dir so that a first workload can get a certificate; later starts keep using that file.
    * `meshcert serve` without --config sets it.
@@ -56,8 +70,10 @@ export interface ControlPlaneOptions {
 export interface ControlPlaneAddresses {
   /** HOST:PORT the CA gRPC API listens on (the real port when 0 was configured), or null when off. */
   grpc: string | null;
-  /** HOST:PORT of the health/metrics HTTP server, or null when off. */
+  /** HOST:PORT of the HTTP server (health, metrics, OCSP, CRL, roots), or null when off. */
   http: string | null;
+  /** HOST:PORT of the admin API, or null when off. */
+  admin: string | null;
 }
 
 /** The registration authority of src/ca with the authenticators config.auth enables (none: every call is refused). */
@@ -90,17 +106,35 @@ function hostPort(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
+/** True for localhost and loopback addresses: URLs only this machine can reach. */
+export function isLoopbackUrl(url: string): boolean {
+  let host: string;
+  try {
+    host = new URL(url).hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  } catch {
+    return false;
+  }
+  if (host === 'localhost' || host.endsWith('.localhost')) return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  if (isIP(host) === 6) return host === '::1' || host.startsWith('::ffff:127.');
+  return false;
+}
+
 /**
  * The control plane process: the CA (created on first start), its ledger, the registration authority, the Istio
  * CA gRPC API with its own renewing serving certificate, and the health/metrics HTTP server. Each endpoint runs
  * only when its config section is present.
  */
 export class ControlPlane {
-  addresses: ControlPlaneAddresses = { grpc: null, http: null };
+  addresses: ControlPlaneAddresses = { grpc: null, http: null, admin: null };
   /** True when start() created the CA because the data dir had none. */
   createdCa = false;
   /** The data dir's first-start bootstrap token, while it is in use (see firstStartBootstrapToken). */
   firstToken: FirstToken | null = null;
+  /** The admin API's token file while the admin API is on; `created` when start() made it. */
+  adminToken: { file: string; created: boolean } | null = null;
+  /** The URL written into certificates issued now (AIA OCSP PUBLIC/ocsp, CRL DP PUBLIC/crl), if any. */
+  publicUrl: string | null = null;
   readonly metrics = new ServerMetrics();
   #ca: CertificateAuthority | null = null;
   #issuer: CertificateIssuer | null = null;
@@ -109,6 +143,10 @@ export class ControlPlane {
   #serving: ServingCertificate | null = null;
   #grpc: Server | null = null;
   #http: HttpEndpoint | null = null;
+  #admin: AdminEndpoint | null = null;
+  #ocsp: OcspResponder | null = null;
+  #crl: CrlPublisher | null = null;
+  #revoker: Revoker | null = null;
   #logger: Logger = silentLogger;
   #graceMs = 5_000;
   #stopping: Promise<void> | null = null;
@@ -128,6 +166,22 @@ export class ControlPlane {
     return this.#ledger;
   }
 
+  /** Revocation through the ledger and the OCSP/CRL caches (what the admin API calls). */
+  get revoker(): Revoker {
+    if (!this.#revoker) throw new MeshError(ErrorCodes.INTERNAL, 'the control plane is not started');
+    return this.#revoker;
+  }
+
+  /** The OCSP responder, when HTTP is on. */
+  get ocspResponder(): OcspResponder | null {
+    return this.#ocsp;
+  }
+
+  /** The CRL publisher, when HTTP is on. */
+  get crlPublisher(): CrlPublisher | null {
+    return this.#crl;
+  }
+
   /** The gRPC serving certificate, when gRPC is on. */
   get servingCertificate(): ServingCertificate | null {
     return this.#serving;
@@ -143,7 +197,7 @@ export class ControlPlane {
         this.createdCa = true;
         logger.info({ dataDir, trustDomain: config.trustDomain, subject: init.cert.subject, notAfter: init.cert.notAfter.toISOString() }, 'created a mesh CA (the data dir had none)');
       }
-      const ca = (this.#ca = await CertificateAuthority.load(dataDir, { clock, logger }));
+      let ca = await CertificateAuthority.load(dataDir, { clock, logger });
       if (ca.trustDomain !== config.trustDomain && !options.adoptCaTrustDomain) {
         throw new MeshError(
           ErrorCodes.CONFIG,
@@ -151,12 +205,7 @@ export class ControlPlane {
           { subject: 'trustDomain' },
         );
       }
-      if (config.http?.publicUrl && ca.settings.publicUrl !== config.http.publicUrl.replace(/\/+$/, '')) {
-        logger.warn(
-          { configured: config.http.publicUrl, ca: ca.settings.publicUrl ?? null },
-          'http.publicUrl differs from the URL the CA writes into certificates (set when the CA was created); certificates keep the CA\'s',
-        );
-      }
+      ca = this.#ca = this.#choosePublicUrl(ca, config, options, logger);
       const ledger = (this.#ledger = openLedger(dataDir, { clock }));
       if (this.createdCa) await ledger.audit({ type: 'ca-init', subject: ca.cert.subject, details: { mode: 'self-signed', serial: ca.cert.serial, by: 'serve' } });
       const issuer = (this.#issuer = new CertificateIssuer(ca, ledger, {
@@ -202,20 +251,104 @@ export class ControlPlane {
         logger.info({ address: this.addresses.grpc, dnsNames: grpcConfig.dnsNames }, 'CA gRPC API (istio.v1.auth.IstioCertificateService) listening');
       }
 
+      const listeners: RevocationListener[] = [];
+      let routes: RevocationEndpoints | undefined;
       if (config.http) {
-        const http = (this.#http = new HttpEndpoint({ metrics: this.metrics, checks: this.#healthChecks(), logger }));
+        const metrics = this.metrics;
+        const ocsp = (this.#ocsp = new OcspResponder({
+          issuer,
+          responseValidityMs: config.ocsp.responseValidity,
+          signerTtlMs: config.ocsp.signerTtl,
+          maxEntries: config.ocsp.cacheEntries,
+          logger,
+          onSigner: (cert) => metrics.setOcspSignerNotAfter(cert.notAfter),
+          onSignerRenewal: (ok) => metrics.ocspSignerRenewals.inc({ result: ok ? 'ok' : 'error' }),
+          onSigned: (status, seconds) => metrics.ocspSignSeconds.observe({ status }, seconds),
+        }));
+        await ocsp.start();
+        const crl = (this.#crl = new CrlPublisher({
+          ca,
+          ledger,
+          validityMs: config.crl.validity,
+          logger,
+          onPublish: (c) => metrics.setCrl({ bytes: c.der.length, entries: c.entries, crlNumber: c.crlNumber, thisUpdate: c.thisUpdate, nextUpdate: c.nextUpdate }),
+          onGeneration: (ok) => metrics.crlGenerations.inc({ result: ok ? 'ok' : 'error' }),
+        }));
+        await crl.start();
+        listeners.push(ocsp, crl);
+        routes = new RevocationEndpoints({ ocsp, crl, trustBundlePem: ca.trustBundlePem, maxRequestBytes: config.ocsp.maxRequestBytes, metrics, logger });
+      }
+      const revoker = (this.#revoker = new Revoker(ca, ledger, listeners, { logger }));
+
+      if (config.http) {
+        const http = (this.#http = new HttpEndpoint({ metrics: this.metrics, checks: this.#healthChecks(), logger, ...(routes ? { routes } : {}) }));
         const { host, port } = config.http.listen;
         const addr = await http.listen(host, port).catch((err: unknown) => {
           throw new MeshError(ErrorCodes.CONFIG, `http.listen ${hostPort(host, port)}: cannot listen: ${describeError(err)}`, { subject: 'http.listen', cause: err });
         });
         this.addresses.http = hostPort(host, addr.port);
-        logger.info({ address: this.addresses.http }, 'HTTP health and metrics listening');
+        logger.info({ address: this.addresses.http, ocsp: this.publicUrl ? `${this.publicUrl}/ocsp` : null, crl: this.publicUrl ? `${this.publicUrl}/crl` : null }, 'HTTP listening: /ocsp, /crl, /roots, /healthz, /metrics');
+      }
+
+      if (config.admin) {
+        const made = config.admin.tokenFile ? { path: config.admin.tokenFile, created: false } : defaultAdminTokenFile(dataDir);
+        const token = new AdminToken(made.path);
+        try {
+          token.load(logger);
+        } catch (err) {
+          throw new MeshError(ErrorCodes.CONFIG, `admin.tokenFile: ${describeError(err)}`, { subject: 'admin.tokenFile', cause: err });
+        }
+        this.adminToken = { file: made.path, created: made.created };
+        const admin = (this.#admin = new AdminEndpoint({ token, revoker, ledger, issuerKeyId: ca.cert.issuerKeyId, metrics: this.metrics, clock, logger }));
+        const { host, port } = config.admin.listen;
+        const addr = await admin.listen(host, port).catch((err: unknown) => {
+          throw new MeshError(ErrorCodes.CONFIG, `admin.listen ${hostPort(host, port)}: cannot listen: ${describeError(err)}`, { subject: 'admin.listen', cause: err });
+        });
+        this.addresses.admin = hostPort(host, addr.port);
+        if (!isLoopbackUrl(`http://${this.addresses.admin}`)) {
+          logger.warn({ address: this.addresses.admin }, 'the admin API listens beyond loopback over plain HTTP: its bearer token crosses the network in clear');
+        }
+        logger.info({ address: this.addresses.admin, tokenFile: made.path, created: made.created }, 'admin API listening: POST /revoke, GET /certificates');
       }
       return this;
     } catch (err) {
       await this.stop().catch(() => undefined);
       throw err;
     }
+  }
+
+  /**
+   * The URL issued certificates carry (AIA OCSP and CRL distribution point): http.publicUrl when configured (it is
+   * where this server answers), else the one in ca.json. Warns when it is a loopback address, since it stays in
+   * every certificate for its whole life and only this machine can reach it.
+   */
+  #choosePublicUrl(ca: CertificateAuthority, config: ServeConfig, options: ControlPlaneOptions, logger: Logger): CertificateAuthority {
+    const configured = config.http?.publicUrl?.replace(/\/+$/, '');
+    const fromCa = ca.settings.publicUrl;
+    let url = fromCa;
+    if (configured && configured !== fromCa) {
+      if (options.adoptCaPublicUrl && fromCa) {
+        logger.info({ publicUrl: fromCa }, 'using the public URL the CA was created with (ca.json)');
+      } else {
+        url = configured;
+        if (fromCa) {
+          logger.warn(
+            { configured, ca: fromCa },
+            'http.publicUrl differs from the URL in ca.json: certificates issued from now on carry http.publicUrl; those issued before keep the old one',
+          );
+        }
+      }
+    }
+    this.publicUrl = url ?? null;
+    if (config.http && !url) {
+      logger.warn('no http.publicUrl: issued certificates carry no OCSP URL and no CRL distribution point; set http.publicUrl to where clients reach this server');
+    } else if (url && isLoopbackUrl(url)) {
+      logger.warn(
+        { publicUrl: url },
+        'the public URL is a loopback address and is written into every certificate issued (OCSP URL, CRL distribution point) for its whole life: only this machine can reach it. Fine for a laptop; set http.publicUrl for anything else',
+      );
+    }
+    return url === fromCa ? ca : ca.withPublicUrl(url);
   }
 
   #healthChecks(): Record<string, HealthCheck> {
@@ -235,6 +368,14 @@ export class ControlPlane {
     if (this.#serving) {
       const serving = this.#serving;
       checks.grpc = async () => serving.health();
+    }
+    if (this.#ocsp) {
+      const ocsp = this.#ocsp;
+      checks.ocsp = async () => ocsp.health();
+    }
+    if (this.#crl) {
+      const crl = this.#crl;
+      checks.crl = async () => crl.health();
     }
     return checks;
   }
@@ -265,7 +406,10 @@ export class ControlPlane {
       );
     }
     if (this.#http) tasks.push(this.#http.close(this.#graceMs));
+    if (this.#admin) tasks.push(this.#admin.close(this.#graceMs));
     await Promise.all(tasks);
+    this.#ocsp?.stop();
+    this.#crl?.stop();
     try {
       await this.#signer?.close?.();
     } catch (err) {

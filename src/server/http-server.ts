@@ -13,11 +13,13 @@ export interface HttpEndpointOptions {
   logger?: Logger;
   /** A check that takes longer than this fails (a hung ledger must not hang the probe). */
   checkTimeoutMs?: number;
+  /** More endpoints (OCSP, CRL, roots), tried first: `handle` returns false for paths that are not theirs. */
+  routes?: { handle(req: IncomingMessage, res: ServerResponse): boolean };
 }
 
 /**
- * The control plane's plain-HTTP endpoints: GET /healthz and GET /metrics now (OCSP, CRL and roots join later).
- * Everything else is 404; a failing handler is a 500, never a crashed process.
+ * The control plane's plain-HTTP listener: GET /healthz and GET /metrics, and the routes it is given (OCSP, CRL,
+ * roots). Everything else is 404; a failing handler is a 500, never a crashed process.
  */
 export class HttpEndpoint {
   readonly server: Server;
@@ -27,12 +29,20 @@ export class HttpEndpoint {
   constructor(options: HttpEndpointOptions) {
     this.#opts = options;
     this.#logger = options.logger ?? silentLogger;
+    const fail = (req: IncomingMessage, res: ServerResponse, err: unknown): void => {
+      this.#logger.error({ error: describeError(err), url: req.url }, 'HTTP handler failed');
+      if (!res.headersSent) send(res, 500, 'internal error\n');
+      else res.destroy();
+    };
+    const routes = options.routes;
     this.server = createServer((req, res) => {
-      this.#handle(req, res).catch((err: unknown) => {
-        this.#logger.error({ error: describeError(err), url: req.url }, 'HTTP handler failed');
-        if (!res.headersSent) send(res, 500, 'internal error\n');
-        else res.destroy();
-      });
+      // The routes first and synchronously: a cached OCSP answer is written in this same tick.
+      try {
+        if (routes?.handle(req, res)) return;
+      } catch (err) {
+        return fail(req, res, err);
+      }
+      this.#handle(req, res).catch((err: unknown) => fail(req, res, err));
     });
     // Probes and scrapers send small requests; slow or idle clients should not hold sockets for long.
     this.server.headersTimeout = 10_000;

@@ -99,8 +99,8 @@ test('meshcert serve --config: prints where it listens, serves, and exits 0 on S
 });
 
 test('meshcert serve with no --config on its default ports, then the printed `meshcert cert request` line gets a first certificate', async (t) => {
-  if (!(await portFree(15012)) || !(await portFree(15014))) {
-    t.skip('127.0.0.1:15012 or :15014 is in use on this machine');
+  if (!(await portFree(15012)) || !(await portFree(15014)) || !(await portFree(15016))) {
+    t.skip('127.0.0.1:15012, :15014 or :15016 is in use on this machine');
     return;
   }
   const dir = tempDir();
@@ -109,6 +109,11 @@ test('meshcert serve with no --config on its default ports, then the printed `me
   try {
     await waitFor(r, /CA gRPC API \(istio\.v1\.auth\.IstioCertificateService\): 127\.0\.0\.1:15012 \(TLS, server name istiod\.istio-system\.svc\)/);
     await waitFor(r, /health and metrics: http:\/\/127\.0\.0\.1:15014\/healthz/);
+    // The admin API is on by default, with a token made in the data dir, and the banner says how to revoke.
+    await waitFor(r, /admin API: http:\/\/127\.0\.0\.1:15016 \(token in \S+admin-token, made now\)/);
+    assert.equal(statSync(join(dataDir, 'admin-token')).mode & 0o777, 0o600);
+    assert.match(r.stdout(), /meshcert cert revoke --server http:\/\/127\.0\.0\.1:15016 --token-file \S+admin-token SERIAL/);
+    assert.match(r.stdout(), /OCSP responder: http:\/\/127\.0\.0\.1:15014\/ocsp/);
     const line = await waitFor(r, /^ {2}meshcert (cert request .*--bootstrap-token-file \S+ --out-dir \.\/workload)$/m);
     assert.match(r.stdout(), /for spiffe:\/\/cluster\.local\/ns\/default\/sa\/default, with the one-time bootstrap token/);
     const outDir = join(dir, 'workload');

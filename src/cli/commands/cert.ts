@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
+import { adminRevoke } from '../../agent/index.js';
 import { CertificateAuthority, CertificateIssuer, caExists, revokeCertificate } from '../../ca/index.js';
 import { ErrorCodes, MeshError, describeError, parseDuration, writeFileAtomic } from '../../core/index.js';
 import { writeKeyFile } from '../../keys/index.js';
@@ -38,6 +39,26 @@ function parseTime(text: string, field: string): Date {
   const d = new Date(text);
   if (Number.isNaN(d.getTime())) throw usageError(`${field}: "${text}" is not a time; use ISO 8601, e.g. 2026-01-31T12:00:00Z`);
   return d;
+}
+
+/** `cert revoke --server`: the admin API of a running server; the token comes from a file, never the command line. */
+async function revokeOnline(
+  serial: string,
+  opts: { dataDir?: string; server: string; tokenFile?: string; reason: string; invalidity?: Date; json?: boolean },
+): Promise<void> {
+  if (opts.dataDir) throw usageError('cert revoke: --data-dir and --server exclude each other (the server has its own data dir)');
+  if (!opts.tokenFile) throw usageError('cert revoke --server: give --token-file FILE (the server\'s admin token file)');
+  const token = readInput(opts.tokenFile, 'admin token').toString('utf8').trim();
+  if (!token) throw new MeshError(ErrorCodes.INVALID_ARGUMENT, `${opts.tokenFile}: the admin token file is empty`, { subject: opts.tokenFile });
+  const res = await adminRevoke({ server: opts.server, token, serial, reason: opts.reason, ...(opts.invalidity ? { invalidityDate: opts.invalidity } : {}) });
+  const out = { serial: res.serial, identity: res.identity, revokedAt: res.revokedAt, reason: res.reason, alreadyRevoked: res.alreadyRevoked, lagging: res.lagging };
+  if (opts.json) return printJson(out);
+  printText(
+    (res.alreadyRevoked
+      ? `${res.serial} was already revoked at ${res.revokedAt} (${res.reason})`
+      : `Revoked ${res.serial} (${res.identity ?? res.subject}) at ${res.revokedAt}, reason ${res.reason}, through ${opts.server}`) +
+      (res.lagging.length ? `\nnote: the server has not yet refreshed ${res.lagging.join(' and ')}; it will shortly` : ''),
+  );
 }
 
 export function certCommand(): Command {
@@ -152,15 +173,26 @@ Identities in a CSR are ignored: the command line says what is certified.`,
 
   cert
     .command('revoke')
-    .description('revoke a certificate issued by the CA of the data dir (revoking twice is harmless)')
+    .description('revoke a certificate: in the ledger of the data dir, or through a running `meshcert serve` (--server)')
     .argument('<serial>', 'serial in hex, any case, colons optional (as `openssl x509 -serial` prints it)')
     .option('--data-dir <dir>', DATA_DIR_HELP)
+    .option('--server <url>', 'revoke through the admin API of a running server, e.g. http://127.0.0.1:15016')
+    .option('--token-file <file>', 'with --server: the file holding the admin token (the server\'s admin.tokenFile, DATA-DIR/admin-token by default)')
     .addOption(new Option('--reason <reason>', 'RFC 5280 reason code').choices(REVOCATION_REASONS.filter((r) => r !== 'removeFromCRL')).default('unspecified'))
     .option('--invalidity-date <time>', 'when the key is known or suspected to have been compromised (ISO 8601)')
     .option('--json', 'print the result as JSON')
-    .action(async (serial: string, opts: { dataDir?: string; reason: string; invalidityDate?: string; json?: boolean }) => {
+    .addHelpText(
+      'after',
+      `
+Revoking twice is harmless. Without --server the ledger of the data dir is changed directly: a running server
+answers OCSP and CRL requests from its caches and reflects it within half the OCSP response validity and at its
+next CRL. With --server the server revokes, and its OCSP and CRL answers say so at once.`,
+    )
+    .action(async (serial: string, opts: { dataDir?: string; server?: string; tokenFile?: string; reason: string; invalidityDate?: string; json?: boolean }) => {
       const reason = parseRevocationReason(opts.reason, '--reason');
       const invalidity = opts.invalidityDate ? parseTime(opts.invalidityDate, '--invalidity-date') : undefined;
+      if (opts.server) return revokeOnline(serial, { ...opts, server: opts.server, reason, invalidity });
+      if (opts.tokenFile) throw usageError('cert revoke: --token-file goes with --server');
       const dataDir = resolveDataDir(opts.dataDir);
       const ca = await CertificateAuthority.load(dataDir);
       const ledger = openLedger(dataDir);

@@ -13,7 +13,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 
 export function serveCommand(): Command {
   return new Command('serve')
-    .description('run the control plane: the Istio CA gRPC API with a registration authority, health and metrics over HTTP')
+    .description('run the control plane: the Istio CA gRPC API, the OCSP responder and CRL endpoint, the admin API, health and metrics')
     .option('--data-dir <dir>', DATA_DIR_HELP)
     .option('--config <file>', 'YAML configuration; without it everything runs on loopback with defaults')
     .addOption(new Option('--log-level <level>', 'log level of the JSON log on stderr (default: $MESHCERT_LOG_LEVEL or info)').choices([...LOG_LEVELS]))
@@ -21,9 +21,13 @@ export function serveCommand(): Command {
       'after',
       `
 Without --config: the CA gRPC API on 127.0.0.1:15012 (TLS, server name istiod.istio-system.svc or localhost),
-health and metrics on http://127.0.0.1:15014 (/healthz, /metrics), client-certificate renewal on. On the first
-start the CA is created in the data dir, with a one-time bootstrap token (DATA-DIR/bootstrap-token, valid 24h,
-for spiffe://TRUST-DOMAIN/ns/default/sa/default) and the \`meshcert cert request\` line that uses it.
+HTTP on http://127.0.0.1:15014 (POST /ocsp, GET /ocsp/REQUEST, /crl, /roots, /healthz, /metrics), the admin API
+on 127.0.0.1:15016 (POST /revoke, GET /certificates; bearer token in DATA-DIR/admin-token, made on first start),
+client-certificate renewal on. On the first start the CA is created in the data dir, with a one-time bootstrap
+token (DATA-DIR/bootstrap-token, valid 24h, for spiffe://TRUST-DOMAIN/ns/default/sa/default) and the
+\`meshcert cert request\` line that uses it.
+OCSP responses are signed by a delegated signer the server issues itself, cached and re-signed at half their
+validity; request nonces are not echoed (RFC 5019), so \`openssl ocsp\` needs -no_nonce to stay quiet.
 With --config, a section that is absent is off. Stops cleanly on SIGINT or SIGTERM (exit 0).`,
     )
     .action(async (opts: { dataDir?: string; config?: string; logLevel?: string }) => {
@@ -40,7 +44,7 @@ With --config, a section that is absent is off. Stops cleanly on SIGINT or SIGTE
       process.once('SIGINT', stopSignal);
       process.once('SIGTERM', stopSignal);
       try {
-        await cp.start(config, dataDir, { logger, adoptCaTrustDomain: !opts.config, firstStartBootstrapToken: !opts.config });
+        await cp.start(config, dataDir, { logger, adoptCaTrustDomain: !opts.config, adoptCaPublicUrl: !opts.config, firstStartBootstrapToken: !opts.config });
         printText(startBanner(cp, dataDir, config));
         const sig = await stopped;
         logger.info({ signal: sig }, 'stopping');
@@ -59,7 +63,19 @@ function startBanner(cp: ControlPlane, dataDir: string, config: ServeConfig): st
   const lines = [`meshcert serve: control plane for trust domain ${cp.ca.trustDomain}, data dir ${dataDir}`];
   if (cp.createdCa) lines.push(`  created a new mesh CA in ${dataDir} (root-cert.pem is the trust bundle workloads need)`);
   if (cp.addresses.grpc) lines.push(`  CA gRPC API (istio.v1.auth.IstioCertificateService): ${cp.addresses.grpc} (TLS, server name ${serverName})`);
-  if (cp.addresses.http) lines.push(`  health and metrics: http://${cp.addresses.http}/healthz  http://${cp.addresses.http}/metrics`);
+  if (cp.addresses.http) {
+    lines.push(`  health and metrics: http://${cp.addresses.http}/healthz  http://${cp.addresses.http}/metrics`);
+    lines.push(`  OCSP responder: http://${cp.addresses.http}/ocsp  CRL: http://${cp.addresses.http}/crl  trust bundle: http://${cp.addresses.http}/roots`);
+    lines.push(
+      cp.publicUrl
+        ? `  written into issued certificates: ${cp.publicUrl}/ocsp (AIA) and ${cp.publicUrl}/crl (CRL distribution point)`
+        : '  no http.publicUrl: issued certificates carry no OCSP URL and no CRL distribution point',
+    );
+  }
+  if (cp.addresses.admin && cp.adminToken) {
+    lines.push(`  admin API: http://${cp.addresses.admin} (token in ${cp.adminToken.file}${cp.adminToken.created ? ', made now' : ''})`);
+    lines.push(`    revoke: meshcert cert revoke --server http://${cp.addresses.admin} --token-file ${cp.adminToken.file} SERIAL [--reason REASON]`);
+  }
   if (cp.addresses.grpc) {
     const root = caPaths(dataDir).rootCert;
     const request = `meshcert cert request --ca-address ${cp.addresses.grpc} --ca-root ${root} --ca-server-name ${serverName}`;
