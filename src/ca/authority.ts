@@ -2,7 +2,7 @@ import { ErrorCodes, MeshError, systemClock, type Clock, type Logger, silentLogg
 import { readKeyFile } from '../keys/index.js';
 import {
   Certificate,
-  genericCertificateBuilder,
+  templateCertificateBuilder,
   issuerOf,
   keysMatch,
   toSigningKey,
@@ -66,7 +66,9 @@ export class CertificateAuthority {
       throw new MeshError(ErrorCodes.CA_INVALID, `CA in ${dataDir} is not usable:\n  - ${problems.join('\n  - ')}`, { subject: dataDir, details: { problems } });
     }
     const signer = await toSigningKey(key);
-    return new CertificateAuthority(dataDir, cert, signer, res.ok ? res.chain : [cert], roots, readSettings(dataDir), options.builder ?? genericCertificateBuilder, clock);
+    // The DER-template builder by default: byte-identical TBS to the generic one (a property test checks it), ~80x faster.
+    const builder = options.builder ?? templateCertificateBuilder;
+    return new CertificateAuthority(dataDir, cert, signer, res.ok ? res.chain : [cert], roots, readSettings(dataDir), builder, clock);
   }
 
   get trustDomain(): string {

@@ -97,12 +97,21 @@ describe('CrlPublisher and Revoker', () => {
       },
     };
     const slow: RevocationListener = { name: 'slow', invalidate: () => new Promise((r) => setTimeout(r, 500)) };
-    const revoker = new Revoker(ca, ledger, [ocsp, crl, probe, slow], { waitMs: 100 });
+    // Fails after the wait is over: reported as lagging, and the late rejection is handled (no crash).
+    const late: RevocationListener = { name: 'late', invalidate: () => new Promise((_, reject) => setTimeout(() => reject(new Error('gone')), 150)) };
+    const broken: RevocationListener = {
+      name: 'broken',
+      invalidate: () => {
+        throw new Error('broken cache');
+      },
+    };
+    const revoker = new Revoker(ca, ledger, [ocsp, crl, probe, slow, late, broken], { waitMs: 100 });
     const s = await serial('revoker.example');
     const res = await revoker.revoke(s.toUpperCase(), 'cessationOfOperation');
     assert.equal(res.alreadyRevoked, false);
     assert.deepEqual(order, ['probe saw ledger status revoked']);
-    assert.deepEqual(res.lagging, ['slow']);
+    assert.deepEqual(res.lagging.sort(), ['broken', 'late', 'slow']);
+    await new Promise((r) => setTimeout(r, 200));
     assert.ok(crl.current!.entries >= 1);
     assert.ok(Crl.fromDer(crl.current!.der).lookup(s));
     const again = await revoker.revoke(s, 'cessationOfOperation');

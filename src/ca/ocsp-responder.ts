@@ -96,8 +96,8 @@ interface Signer extends SignerPair {
  * Nonces are not echoed (RFC 5019 §2.2.1 allows it, and a cached response cannot): clients that insist on one
  * (OpenSSL warns "No nonce in response") get the cacheable answer anyway.
  *
- * Keys: the CertID's bytes, so an answer is found by one Map lookup after a scan of the request (no ASN.1 object
- * tree) and repeats the client's hash algorithm (SHA-1 or SHA-256). `invalidate(serial)` drops every cached answer
+ * Keys: the CertID's bytes, so an answer is found by one Map lookup once the request is read (repeated request
+ * bytes are read once: see scanOcspRequest) and repeats the client's hash algorithm (SHA-1 or SHA-256). `invalidate(serial)` drops every cached answer
  * for a serial and re-signs it from the ledger at once; revocation calls it after the ledger has committed.
  */
 export class OcspResponder {

@@ -1,5 +1,5 @@
 import { ErrorCodes, MeshError, describeError, isMeshError, silentLogger, systemClock, type Clock, type ErrorCode, type Logger } from '../core/index.js';
-import { Csr } from '../pki/index.js';
+import { Csr, rememberCsrPublicKey } from '../pki/index.js';
 import type { Ledger } from '../store/index.js';
 import type { CertificateIssuer } from './certificate-issuer.js';
 import { authorizeCsr, requestedNames, type DnsGrant, type RequestedNames } from './csr-authorization.js';
@@ -130,8 +130,10 @@ export class RegistrationAuthority {
 
       await caller.commit?.();
 
+      // The key, not the CSR: authorizeCsr verified the signature already, and the issuer would verify it again.
+      // The builder may still reuse the SPKI bytes the CSR carries.
+      rememberCsrPublicKey(csr);
       const issued = await this.issuer.issue({
-        // The key, not the CSR: authorizeCsr verified the signature already, and the issuer would verify it again.
         publicKey: csr.publicKey,
         spiffeId: authorized.spiffeId,
         ...(authorized.dnsNames.length ? { dnsNames: authorized.dnsNames } : {}),
@@ -139,27 +141,27 @@ export class RegistrationAuthority {
         ...(ttlMs === undefined ? {} : { ttlMs }),
         profile: 'svid',
       });
-      const cert = issued.cert;
+      const serial = issued.serial;
       audit.granted = {
-        serial: cert.serial,
+        serial,
         dnsNames: authorized.dnsNames,
         ipAddresses: authorized.ipAddresses,
-        notBefore: cert.notBefore.toISOString(),
-        notAfter: cert.notAfter.toISOString(),
+        notBefore: issued.entry.notBefore.toISOString(),
+        notAfter: issued.entry.notAfter.toISOString(),
         ...(issued.ttlNote ? { note: issued.ttlNote } : {}),
       };
       try {
         await this.ledger.audit({ type: 'csr-allowed', subject: identity, details: { ...audit } });
       } catch (err) {
         // The certificate is in the ledger (revocable), but unaudited: do not hand it out.
-        this.#logger.error({ err: describeError(err), serial: cert.serial, identity }, 'audit write failed after issuance; certificate withheld');
+        this.#logger.error({ err: describeError(err), serial, identity }, 'audit write failed after issuance; certificate withheld');
         throw fail(ErrorCodes.UNAVAILABLE, 'ledger unavailable, retry', ErrorCodes.LEDGER);
       }
-      this.#logger.debug({ identity, method: caller.method, serial: cert.serial, notAfter: audit.granted.notAfter }, 'certificate issued');
+      this.#logger.debug({ identity, method: caller.method, serial, notAfter: audit.granted.notAfter }, 'certificate issued');
       this.#decided(true, null, caller, started);
       return {
-        certChain: [cert.pem, ...issued.chain.slice(1).map((c) => c.pem), issued.trustBundlePem],
-        serial: cert.serial,
+        certChain: [issued.pem, ...issued.intermediatePems, issued.trustBundlePem],
+        serial,
         identity,
       };
     } catch (err) {

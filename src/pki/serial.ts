@@ -9,7 +9,8 @@ export function randomSerial(): string {
   const b = randomBytes(16);
   b[0] = b[0]! & 0x7f;
   if (b[0] === 0) b[0] = 1;
-  return b.toString('hex');
+  // Canonical form: a first byte under 0x10 would otherwise start with a '0' nibble.
+  return b.toString('hex').replace(/^0/, '');
 }
 
 /**

@@ -50,6 +50,7 @@ describe('serials', () => {
     for (let i = 0; i < 2000; i++) {
       const s = randomSerial();
       assert.equal(serialToDerHex(s).length, 32, s);
+      assert.equal(normalizeSerial(s), s);
       assert.ok(parseInt(serialToDerHex(s).slice(0, 2), 16) < 0x80);
       seen.add(s);
     }

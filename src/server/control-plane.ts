@@ -18,7 +18,7 @@ import {
 import type { ServeConfig } from '../config/index.js';
 import { ErrorCodes, MeshError, describeError, silentLogger, systemClock, type Clock, type Logger } from '../core/index.js';
 import { firstStartToken, type FirstToken } from './first-token.js';
-import { openLedger, type Ledger } from '../store/index.js';
+import { BatchingLedger, openLedger, type Ledger } from '../store/index.js';
 import { createCaGrpcService, type CertificateSigner } from './ca-grpc-service.js';
 import { AdminEndpoint } from './admin-server.js';
 import { AdminToken, defaultAdminTokenFile } from './admin-token.js';
@@ -206,7 +206,8 @@ export class ControlPlane {
         );
       }
       ca = this.#ca = this.#choosePublicUrl(ca, config, options, logger);
-      const ledger = (this.#ledger = openLedger(dataDir, { clock }));
+      // Group commit: concurrent issuances share one transaction; each caller still waits for its own row.
+      const ledger = (this.#ledger = new BatchingLedger(openLedger(dataDir, { clock })));
       if (this.createdCa) await ledger.audit({ type: 'ca-init', subject: ca.cert.subject, details: { mode: 'self-signed', serial: ca.cert.serial, by: 'serve' } });
       const issuer = (this.#issuer = new CertificateIssuer(ca, ledger, {
         trustDomain: ca.trustDomain,
