@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { ErrorCodes, MeshError, describeError } from '../core/index.js';
 import { configError } from './config-errors.js';
 import { duration, httpUrl, listenAddress } from './fields.js';
+import { sdsConfigSchema } from './sds-config.js';
 
 const jwtIssuer = z
   .strictObject({
@@ -97,9 +98,23 @@ export const serveConfigSchema = z.strictObject({
       burst: z.number().int().positive().default(50),
     })
     .optional(),
+  /**
+   * Envoy SDS for gateway secrets (see sds-config.ts). With no grpc, http or admin section, SDS runs alone: no CA
+   * is created or loaded in the data dir, and `listen` then needs certFile/keyFile.
+   */
+  sds: sdsConfigSchema.optional(),
 });
 
 export type ServeConfig = z.output<typeof serveConfigSchema>;
+
+/**
+ * Whether `meshcert serve` creates (on first start) and loads the mesh CA for this config: yes whenever grpc, http
+ * or admin is on, and also when sds is off (as before SDS existed, a config with no section still makes the CA).
+ * Only a config whose sole endpoint is `sds` runs without a CA.
+ */
+export function serveRunsCa(config: Pick<ServeConfig, 'grpc' | 'http' | 'admin' | 'sds'>): boolean {
+  return !config.sds || config.grpc !== undefined || config.http !== undefined || config.admin !== undefined;
+}
 
 /** What `meshcert serve` runs without --config: everything on, on loopback, Istio's ports. */
 export function defaultServeConfig(): ServeConfig {
@@ -140,6 +155,13 @@ export function parseServeConfig(text: string, file = 'config'): ServeConfig {
   // The signer is renewed at half its life: a response signed just before must still fit in what is left.
   if (cfg.ocsp.responseValidity > cfg.ocsp.signerTtl / 2) {
     throw new MeshError(ErrorCodes.CONFIG, `${file}: ocsp.responseValidity must be at most half of ocsp.signerTtl`, { subject: file });
+  }
+  if (cfg.sds?.listen && !cfg.sds.certFile && !serveRunsCa(cfg)) {
+    throw new MeshError(
+      ErrorCodes.CONFIG,
+      `${file}: sds.listen needs sds.certFile and sds.keyFile when SDS runs alone (no grpc, http or admin section, so no mesh CA to issue its certificate); or use only sds.uds`,
+      { subject: 'sds.listen' },
+    );
   }
   const taken = [
     ['grpc.listen', cfg.grpc?.listen],

@@ -1,5 +1,7 @@
-import { Server } from '@grpc/grpc-js';
+import { Server, experimental, type ServerCredentials } from '@grpc/grpc-js';
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { join } from 'node:path';
 import {
   BootstrapTokenAuthenticator,
   CertificateAuthority,
@@ -16,6 +18,9 @@ import {
   type RevocationListener,
 } from '../ca/index.js';
 import type { ServeConfig } from '../config/index.js';
+import { serveRunsCa } from '../config/serve-config.js';
+import { GatewaySecretProvider, SdsMetrics, SdsServer, sdsServerCredentials } from '../sds/index.js';
+import { SecretSource, registerSecretMetrics } from '../secrets/index.js';
 import { ErrorCodes, MeshError, describeError, silentLogger, systemClock, type Clock, type Logger } from '../core/index.js';
 import { firstStartToken, type FirstToken } from './first-token.js';
 import { BatchingLedger, openLedger, type Ledger } from '../store/index.js';
@@ -74,6 +79,45 @@ export interface ControlPlaneAddresses {
   http: string | null;
   /** HOST:PORT of the admin API, or null when off. */
   admin: string | null;
+  /** Envoy SDS, or null when off: the Unix socket's path, and HOST:PORT of the TLS listener (null when not set). */
+  sds: { uds: string; listen: string | null } | null;
+}
+
+/** The default SDS socket when `sds` is on and `sds.uds` is not set. */
+export function defaultSdsSocket(dataDir: string): string {
+  return join(dataDir, 'sds.sock');
+}
+
+/**
+ * TLS credentials for the SDS listener that present the mesh CA's renewing serving certificate and require a
+ * client certificate verified against `clientCaPem`. One object is both providers of grpc-js's
+ * createCertificateProviderServerCredentials, so its (caProvider, identityProvider) parameter order cannot go wrong.
+ */
+function servingWithClientCa(serving: ServingCertificate, clientCaPem: string): ServerCredentials {
+  const caBundle = Buffer.from(clientCaPem);
+  const caListeners = new Set<experimental.CaCertificateUpdateListener>();
+  const provider: experimental.CertificateProvider = {
+    addCaCertificateListener(listener) {
+      caListeners.add(listener);
+      process.nextTick(() => {
+        if (caListeners.has(listener)) listener({ caCertificate: caBundle });
+      });
+    },
+    removeCaCertificateListener(listener) {
+      caListeners.delete(listener);
+    },
+    addIdentityCertificateListener: (listener) => serving.addIdentityCertificateListener(listener),
+    removeIdentityCertificateListener: (listener) => serving.removeIdentityCertificateListener(listener),
+  };
+  return experimental.createCertificateProviderServerCredentials(provider, provider, true);
+}
+
+function readPem(file: string, field: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new MeshError(ErrorCodes.CONFIG, `${field} ${file}: cannot read: ${describeError(err)}`, { subject: field, cause: err });
+  }
 }
 
 /** The registration authority of src/ca with the authenticators config.auth enables (none: every call is refused). */
@@ -122,11 +166,12 @@ export function isLoopbackUrl(url: string): boolean {
 
 /**
  * The control plane process: the CA (created on first start), its ledger, the registration authority, the Istio
- * CA gRPC API with its own renewing serving certificate, and the health/metrics HTTP server. Each endpoint runs
- * only when its config section is present.
+ * CA gRPC API with its own renewing serving certificate, the health/metrics HTTP server, the admin API, and Envoy
+ * SDS for gateway secrets. Each endpoint runs only when its config section is present; a config with only `sds`
+ * runs SDS alone, without creating or loading a CA (see serveRunsCa).
  */
 export class ControlPlane {
-  addresses: ControlPlaneAddresses = { grpc: null, http: null, admin: null };
+  addresses: ControlPlaneAddresses = { grpc: null, http: null, admin: null, sds: null };
   /** True when start() created the CA because the data dir had none. */
   createdCa = false;
   /** The data dir's first-start bootstrap token, while it is in use (see firstStartBootstrapToken). */
@@ -147,9 +192,28 @@ export class ControlPlane {
   #ocsp: OcspResponder | null = null;
   #crl: CrlPublisher | null = null;
   #revoker: Revoker | null = null;
+  #secretSource: SecretSource | null = null;
+  #sds: SdsServer | null = null;
+  /** The SDS listener's own serving certificate, when grpc is off but the CA runs (with grpc on, its one is shared). */
+  #sdsServing: ServingCertificate | null = null;
   #logger: Logger = silentLogger;
   #graceMs = 5_000;
   #stopping: Promise<void> | null = null;
+
+  /** Whether this control plane runs a mesh CA (false when the config has only an `sds` section). */
+  get hasCa(): boolean {
+    return this.#ca !== null;
+  }
+
+  /** The gateway secrets served over SDS, when sds is on. */
+  get secretSource(): SecretSource | null {
+    return this.#secretSource;
+  }
+
+  /** The SDS server, when sds is on. */
+  get sdsServer(): SdsServer | null {
+    return this.#sds;
+  }
 
   get ca(): CertificateAuthority {
     if (!this.#ca) throw new MeshError(ErrorCodes.INTERNAL, 'the control plane is not started');
@@ -192,130 +256,199 @@ export class ControlPlane {
     const clock = options.clock ?? systemClock;
     this.#graceMs = options.shutdownGraceMs ?? 5_000;
     try {
-      if (!caExists(dataDir)) {
-        const init = await initRootCa(dataDir, { trustDomain: config.trustDomain, publicUrl: config.http?.publicUrl, clock });
-        this.createdCa = true;
-        logger.info({ dataDir, trustDomain: config.trustDomain, subject: init.cert.subject, notAfter: init.cert.notAfter.toISOString() }, 'created a mesh CA (the data dir had none)');
-      }
-      let ca = await CertificateAuthority.load(dataDir, { clock, logger });
-      if (ca.trustDomain !== config.trustDomain && !options.adoptCaTrustDomain) {
-        throw new MeshError(
-          ErrorCodes.CONFIG,
-          `trustDomain: the config says "${config.trustDomain}" but the CA in ${dataDir} signs for "${ca.trustDomain}"; make them agree`,
-          { subject: 'trustDomain' },
-        );
-      }
-      ca = this.#ca = this.#choosePublicUrl(ca, config, options, logger);
-      // Group commit: concurrent issuances share one transaction; each caller still waits for its own row.
-      const ledger = (this.#ledger = new BatchingLedger(openLedger(dataDir, { clock })));
-      if (this.createdCa) await ledger.audit({ type: 'ca-init', subject: ca.cert.subject, details: { mode: 'self-signed', serial: ca.cert.serial, by: 'serve' } });
-      const issuer = (this.#issuer = new CertificateIssuer(ca, ledger, {
-        trustDomain: ca.trustDomain,
-        defaultTtlMs: config.issuance.defaultTtl,
-        maxTtlMs: config.issuance.maxTtl,
-        backdateMs: config.issuance.backdate,
-      }));
-      this.metrics.setCaNotAfter(ca.maxNotAfter);
-
-      if (config.grpc) {
-        const grpcConfig = config.grpc;
-        if (options.firstStartBootstrapToken && config.auth && !config.auth.bootstrapTokens) {
-          this.firstToken = firstStartToken(dataDir, ca.trustDomain, this.createdCa, clock);
-          if (this.firstToken) {
-            config = { ...config, auth: { ...config.auth, bootstrapTokens: this.firstToken.listFile } };
-            logger.info({ tokenFile: this.firstToken.tokenFile, identity: this.firstToken.identity }, 'first-start bootstrap token in use');
-          }
-        }
-        const createSigner = options.createSigner ?? defaultSigner;
-        this.#signer = await createSigner({ config, dataDir, ca, issuer, ledger, logger, clock });
-        const serving = (this.#serving = new ServingCertificate({
-          issuer,
-          dnsNames: grpcConfig.dnsNames,
-          ttlMs: grpcConfig.certificateTtl,
-          logger,
-          metrics: this.metrics,
-        }));
-        await serving.start();
-        const server = (this.#grpc = new Server({
-          // A CSR plus a little metadata: anything much larger is refused by grpc-js before it is buffered whole.
-          'grpc.max_receive_message_length': Math.max(64 * 1024, grpcConfig.maxCsrBytes * 2 + 16 * 1024),
-        }));
-        const service = createCaGrpcService({ signer: this.#signer, logger, metrics: this.metrics });
-        server.addService(service.definition, service.implementation);
-        const { host, port } = grpcConfig.listen;
-        const bound = await new Promise<number>((resolve, reject) => {
-          server.bindAsync(hostPort(host, port), serving.credentials(), (err, p) => (err ? reject(err) : resolve(p)));
-        }).catch((err: unknown) => {
-          throw new MeshError(ErrorCodes.CONFIG, `grpc.listen ${hostPort(host, port)}: cannot listen: ${describeError(err)}`, { subject: 'grpc.listen', cause: err });
-        });
-        this.addresses.grpc = hostPort(host, bound);
-        logger.info({ address: this.addresses.grpc, dnsNames: grpcConfig.dnsNames }, 'CA gRPC API (istio.v1.auth.IstioCertificateService) listening');
-      }
-
-      const listeners: RevocationListener[] = [];
-      let routes: RevocationEndpoints | undefined;
-      if (config.http) {
-        const metrics = this.metrics;
-        const ocsp = (this.#ocsp = new OcspResponder({
-          issuer,
-          responseValidityMs: config.ocsp.responseValidity,
-          signerTtlMs: config.ocsp.signerTtl,
-          maxEntries: config.ocsp.cacheEntries,
-          logger,
-          onSigner: (cert) => metrics.setOcspSignerNotAfter(cert.notAfter),
-          onSignerRenewal: (ok) => metrics.ocspSignerRenewals.inc({ result: ok ? 'ok' : 'error' }),
-          onSigned: (status, seconds) => metrics.ocspSignSeconds.observe({ status }, seconds),
-        }));
-        await ocsp.start();
-        const crl = (this.#crl = new CrlPublisher({
-          ca,
-          ledger,
-          validityMs: config.crl.validity,
-          logger,
-          onPublish: (c) => metrics.setCrl({ bytes: c.der.length, entries: c.entries, crlNumber: c.crlNumber, thisUpdate: c.thisUpdate, nextUpdate: c.nextUpdate }),
-          onGeneration: (ok) => metrics.crlGenerations.inc({ result: ok ? 'ok' : 'error' }),
-        }));
-        await crl.start();
-        listeners.push(ocsp, crl);
-        routes = new RevocationEndpoints({ ocsp, crl, trustBundlePem: ca.trustBundlePem, maxRequestBytes: config.ocsp.maxRequestBytes, metrics, logger });
-      }
-      const revoker = (this.#revoker = new Revoker(ca, ledger, listeners, { logger }));
-
-      if (config.http) {
-        const http = (this.#http = new HttpEndpoint({ metrics: this.metrics, checks: this.#healthChecks(), logger, ...(routes ? { routes } : {}) }));
-        const { host, port } = config.http.listen;
-        const addr = await http.listen(host, port).catch((err: unknown) => {
-          throw new MeshError(ErrorCodes.CONFIG, `http.listen ${hostPort(host, port)}: cannot listen: ${describeError(err)}`, { subject: 'http.listen', cause: err });
-        });
-        this.addresses.http = hostPort(host, addr.port);
-        logger.info({ address: this.addresses.http, ocsp: this.publicUrl ? `${this.publicUrl}/ocsp` : null, crl: this.publicUrl ? `${this.publicUrl}/crl` : null }, 'HTTP listening: /ocsp, /crl, /roots, /healthz, /metrics');
-      }
-
-      if (config.admin) {
-        const made = config.admin.tokenFile ? { path: config.admin.tokenFile, created: false } : defaultAdminTokenFile(dataDir);
-        const token = new AdminToken(made.path);
-        try {
-          token.load(logger);
-        } catch (err) {
-          throw new MeshError(ErrorCodes.CONFIG, `admin.tokenFile: ${describeError(err)}`, { subject: 'admin.tokenFile', cause: err });
-        }
-        this.adminToken = { file: made.path, created: made.created };
-        const admin = (this.#admin = new AdminEndpoint({ token, revoker, ledger, issuerKeyId: ca.cert.issuerKeyId, metrics: this.metrics, clock, logger }));
-        const { host, port } = config.admin.listen;
-        const addr = await admin.listen(host, port).catch((err: unknown) => {
-          throw new MeshError(ErrorCodes.CONFIG, `admin.listen ${hostPort(host, port)}: cannot listen: ${describeError(err)}`, { subject: 'admin.listen', cause: err });
-        });
-        this.addresses.admin = hostPort(host, addr.port);
-        if (!isLoopbackUrl(`http://${this.addresses.admin}`)) {
-          logger.warn({ address: this.addresses.admin }, 'the admin API listens beyond loopback over plain HTTP: its bearer token crosses the network in clear');
-        }
-        logger.info({ address: this.addresses.admin, tokenFile: made.path, created: made.created }, 'admin API listening: POST /revoke, GET /certificates');
-      }
+      if (serveRunsCa(config)) await this.#startCa(config, dataDir, options, logger, clock);
+      else logger.info({ dataDir }, 'only the sds section is configured: SDS runs alone, with no mesh CA');
+      if (config.sds) await this.#startSds(config, dataDir, logger, clock);
       return this;
     } catch (err) {
       await this.stop().catch(() => undefined);
       throw err;
     }
+  }
+
+  /** The CA and every endpoint that needs it: gRPC, HTTP (OCSP, CRL, health, metrics), admin. */
+  async #startCa(config: ServeConfig, dataDir: string, options: ControlPlaneOptions, logger: Logger, clock: Clock): Promise<void> {
+    if (!caExists(dataDir)) {
+      const init = await initRootCa(dataDir, { trustDomain: config.trustDomain, publicUrl: config.http?.publicUrl, clock });
+      this.createdCa = true;
+      logger.info({ dataDir, trustDomain: config.trustDomain, subject: init.cert.subject, notAfter: init.cert.notAfter.toISOString() }, 'created a mesh CA (the data dir had none)');
+    }
+    let ca = await CertificateAuthority.load(dataDir, { clock, logger });
+    if (ca.trustDomain !== config.trustDomain && !options.adoptCaTrustDomain) {
+      throw new MeshError(
+        ErrorCodes.CONFIG,
+        `trustDomain: the config says "${config.trustDomain}" but the CA in ${dataDir} signs for "${ca.trustDomain}"; make them agree`,
+        { subject: 'trustDomain' },
+      );
+    }
+    ca = this.#ca = this.#choosePublicUrl(ca, config, options, logger);
+    // Group commit: concurrent issuances share one transaction; each caller still waits for its own row.
+    const ledger = (this.#ledger = new BatchingLedger(openLedger(dataDir, { clock })));
+    if (this.createdCa) await ledger.audit({ type: 'ca-init', subject: ca.cert.subject, details: { mode: 'self-signed', serial: ca.cert.serial, by: 'serve' } });
+    const issuer = (this.#issuer = new CertificateIssuer(ca, ledger, {
+      trustDomain: ca.trustDomain,
+      defaultTtlMs: config.issuance.defaultTtl,
+      maxTtlMs: config.issuance.maxTtl,
+      backdateMs: config.issuance.backdate,
+    }));
+    this.metrics.setCaNotAfter(ca.maxNotAfter);
+
+    if (config.grpc) {
+      const grpcConfig = config.grpc;
+      if (options.firstStartBootstrapToken && config.auth && !config.auth.bootstrapTokens) {
+        this.firstToken = firstStartToken(dataDir, ca.trustDomain, this.createdCa, clock);
+        if (this.firstToken) {
+          config = { ...config, auth: { ...config.auth, bootstrapTokens: this.firstToken.listFile } };
+          logger.info({ tokenFile: this.firstToken.tokenFile, identity: this.firstToken.identity }, 'first-start bootstrap token in use');
+        }
+      }
+      const createSigner = options.createSigner ?? defaultSigner;
+      this.#signer = await createSigner({ config, dataDir, ca, issuer, ledger, logger, clock });
+      const serving = (this.#serving = new ServingCertificate({
+        issuer,
+        dnsNames: grpcConfig.dnsNames,
+        ttlMs: grpcConfig.certificateTtl,
+        logger,
+        metrics: this.metrics,
+      }));
+      await serving.start();
+      const server = (this.#grpc = new Server({
+        // A CSR plus a little metadata: anything much larger is refused by grpc-js before it is buffered whole.
+        'grpc.max_receive_message_length': Math.max(64 * 1024, grpcConfig.maxCsrBytes * 2 + 16 * 1024),
+      }));
+      const service = createCaGrpcService({ signer: this.#signer, logger, metrics: this.metrics });
+      server.addService(service.definition, service.implementation);
+      const { host, port } = grpcConfig.listen;
+      const bound = await new Promise<number>((resolve, reject) => {
+        server.bindAsync(hostPort(host, port), serving.credentials(), (err, p) => (err ? reject(err) : resolve(p)));
+      }).catch((err: unknown) => {
+        throw new MeshError(ErrorCodes.CONFIG, `grpc.listen ${hostPort(host, port)}: cannot listen: ${describeError(err)}`, { subject: 'grpc.listen', cause: err });
+      });
+      this.addresses.grpc = hostPort(host, bound);
+      logger.info({ address: this.addresses.grpc, dnsNames: grpcConfig.dnsNames }, 'CA gRPC API (istio.v1.auth.IstioCertificateService) listening');
+    }
+
+    const listeners: RevocationListener[] = [];
+    let routes: RevocationEndpoints | undefined;
+    if (config.http) {
+      const metrics = this.metrics;
+      const ocsp = (this.#ocsp = new OcspResponder({
+        issuer,
+        responseValidityMs: config.ocsp.responseValidity,
+        signerTtlMs: config.ocsp.signerTtl,
+        maxEntries: config.ocsp.cacheEntries,
+        logger,
+        onSigner: (cert) => metrics.setOcspSignerNotAfter(cert.notAfter),
+        onSignerRenewal: (ok) => metrics.ocspSignerRenewals.inc({ result: ok ? 'ok' : 'error' }),
+        onSigned: (status, seconds) => metrics.ocspSignSeconds.observe({ status }, seconds),
+      }));
+      await ocsp.start();
+      const crl = (this.#crl = new CrlPublisher({
+        ca,
+        ledger,
+        validityMs: config.crl.validity,
+        logger,
+        onPublish: (c) => metrics.setCrl({ bytes: c.der.length, entries: c.entries, crlNumber: c.crlNumber, thisUpdate: c.thisUpdate, nextUpdate: c.nextUpdate }),
+        onGeneration: (ok) => metrics.crlGenerations.inc({ result: ok ? 'ok' : 'error' }),
+      }));
+      await crl.start();
+      listeners.push(ocsp, crl);
+      routes = new RevocationEndpoints({ ocsp, crl, trustBundlePem: ca.trustBundlePem, maxRequestBytes: config.ocsp.maxRequestBytes, metrics, logger });
+    }
+    const revoker = (this.#revoker = new Revoker(ca, ledger, listeners, { logger }));
+
+    if (config.http) {
+      const http = (this.#http = new HttpEndpoint({ metrics: this.metrics, checks: this.#healthChecks(), logger, ...(routes ? { routes } : {}) }));
+      const { host, port } = config.http.listen;
+      const addr = await http.listen(host, port).catch((err: unknown) => {
+        throw new MeshError(ErrorCodes.CONFIG, `http.listen ${hostPort(host, port)}: cannot listen: ${describeError(err)}`, { subject: 'http.listen', cause: err });
+      });
+      this.addresses.http = hostPort(host, addr.port);
+      logger.info({ address: this.addresses.http, ocsp: this.publicUrl ? `${this.publicUrl}/ocsp` : null, crl: this.publicUrl ? `${this.publicUrl}/crl` : null }, 'HTTP listening: /ocsp, /crl, /roots, /healthz, /metrics');
+    }
+
+    if (config.admin) {
+      const made = config.admin.tokenFile ? { path: config.admin.tokenFile, created: false } : defaultAdminTokenFile(dataDir);
+      const token = new AdminToken(made.path);
+      try {
+        token.load(logger);
+      } catch (err) {
+        throw new MeshError(ErrorCodes.CONFIG, `admin.tokenFile: ${describeError(err)}`, { subject: 'admin.tokenFile', cause: err });
+      }
+      this.adminToken = { file: made.path, created: made.created };
+      const admin = (this.#admin = new AdminEndpoint({ token, revoker, ledger, issuerKeyId: ca.cert.issuerKeyId, metrics: this.metrics, clock, logger }));
+      const { host, port } = config.admin.listen;
+      const addr = await admin.listen(host, port).catch((err: unknown) => {
+        throw new MeshError(ErrorCodes.CONFIG, `admin.listen ${hostPort(host, port)}: cannot listen: ${describeError(err)}`, { subject: 'admin.listen', cause: err });
+      });
+      this.addresses.admin = hostPort(host, addr.port);
+      if (!isLoopbackUrl(`http://${this.addresses.admin}`)) {
+        logger.warn({ address: this.addresses.admin }, 'the admin API listens beyond loopback over plain HTTP: its bearer token crosses the network in clear');
+      }
+      logger.info({ address: this.addresses.admin, tokenFile: made.path, created: made.created }, 'admin API listening: POST /revoke, GET /certificates');
+    }
+  }
+
+  /**
+   * Envoy SDS over the gateway secrets in sds.secrets: plain gRPC on the Unix socket (sds.uds, default
+   * DATA-DIR/sds.sock) and, with sds.listen, gRPC with TLS. The listener's certificate is sds.certFile/keyFile when
+   * given, else the mesh CA's serving certificate (the gRPC API's one when grpc is on, for grpc.dnsNames; else one
+   * of its own for the default names istiod.istio-system.svc and localhost), renewed without a restart. With
+   * sds.clientCaFile, client certificates verified against it are required on the listener. Metrics go to the
+   * control plane's registry (/metrics when http is on).
+   */
+  async #startSds(config: ServeConfig, dataDir: string, logger: Logger, clock: Clock): Promise<void> {
+    const sds = config.sds!;
+    const source = (this.#secretSource = SecretSource.open({
+      paths: [sds.secrets],
+      clock,
+      logger,
+      ...(sds.ocspPolicies ? { policies: sds.ocspPolicies } : {}),
+    }));
+    registerSecretMetrics(this.metrics.registry, source, () => clock.now());
+    const metrics = new SdsMetrics(this.metrics.registry);
+    let listen: { host: string; port: number; credentials: ServerCredentials } | undefined;
+    if (sds.listen) {
+      const clientCaPem = sds.clientCaFile ? readPem(sds.clientCaFile, 'sds.clientCaFile') : undefined;
+      let credentials: ServerCredentials;
+      if (sds.certFile && sds.keyFile) {
+        credentials = sdsServerCredentials({
+          certChainPem: readPem(sds.certFile, 'sds.certFile'),
+          keyPem: readPem(sds.keyFile, 'sds.keyFile'),
+          ...(clientCaPem ? { clientCaPem } : {}),
+        });
+      } else {
+        if (!this.#issuer) {
+          throw new MeshError(ErrorCodes.CONFIG, 'sds.listen needs sds.certFile and sds.keyFile when no mesh CA runs (only an sds section); or use only sds.uds', {
+            subject: 'sds.listen',
+          });
+        }
+        let serving = this.#serving;
+        if (!serving) {
+          serving = this.#sdsServing = new ServingCertificate({
+            issuer: this.#issuer,
+            dnsNames: ['istiod.istio-system.svc', 'localhost'],
+            ttlMs: 24 * 3600_000,
+            logger,
+          });
+          await serving.start();
+        }
+        credentials = clientCaPem ? servingWithClientCa(serving, clientCaPem) : serving.credentials();
+      }
+      listen = { host: sds.listen.host, port: sds.listen.port, credentials };
+    }
+    const server = (this.#sds = await SdsServer.start({
+      provider: new GatewaySecretProvider(source),
+      logger,
+      metrics,
+      uds: sds.uds ?? defaultSdsSocket(dataDir),
+      ...(listen ? { listen } : {}),
+      ...(sds.authorization ? { authorization: sds.authorization } : {}),
+      controlPlaneId: 'meshcert',
+    }));
+    const bound = server.addresses.listen;
+    this.addresses.sds = { uds: server.addresses.uds!, listen: bound ? hostPort(bound.host, bound.port) : null };
+    logger.info({ ...this.addresses.sds, secrets: sds.secrets, mtls: Boolean(sds.clientCaFile) }, 'Envoy SDS (envoy.service.secret.v3.SecretDiscoveryService) listening');
   }
 
   /**
@@ -389,8 +522,10 @@ export class ControlPlane {
 
   async #stop(): Promise<void> {
     this.#serving?.stop();
+    this.#sdsServing?.stop();
     const grpc = this.#grpc;
     const tasks: Promise<unknown>[] = [];
+    if (this.#sds) tasks.push(this.#sds.close(this.#graceMs));
     if (grpc) {
       tasks.push(
         new Promise<void>((resolve) => {
@@ -409,6 +544,7 @@ export class ControlPlane {
     if (this.#http) tasks.push(this.#http.close(this.#graceMs));
     if (this.#admin) tasks.push(this.#admin.close(this.#graceMs));
     await Promise.all(tasks);
+    this.#secretSource?.close();
     this.#ocsp?.stop();
     this.#crl?.stop();
     try {

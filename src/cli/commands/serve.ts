@@ -28,7 +28,8 @@ token (DATA-DIR/bootstrap-token, valid 24h, for spiffe://TRUST-DOMAIN/ns/default
 \`meshcert cert request\` line that uses it.
 OCSP responses are signed by a delegated signer the server issues itself, cached and re-signed at half their
 validity; request nonces are not echoed (RFC 5019), so \`openssl ocsp\` needs -no_nonce to stay quiet.
-With --config, a section that is absent is off. Stops cleanly on SIGINT or SIGTERM (exit 0).`,
+With --config, a section that is absent is off; a config with only an sds section serves Envoy SDS alone, with
+no mesh CA in the data dir (sds.uds defaults to DATA-DIR/sds.sock). Stops cleanly on SIGINT or SIGTERM (exit 0).`,
     )
     .action(async (opts: { dataDir?: string; config?: string; logLevel?: string }) => {
       const dataDir = resolveDataDir(opts.dataDir);
@@ -60,7 +61,11 @@ With --config, a section that is absent is off. Stops cleanly on SIGINT or SIGTE
 
 function startBanner(cp: ControlPlane, dataDir: string, config: ServeConfig): string {
   const serverName = config.grpc?.dnsNames[0];
-  const lines = [`meshcert serve: control plane for trust domain ${cp.ca.trustDomain}, data dir ${dataDir}`];
+  const lines = [
+    cp.hasCa
+      ? `meshcert serve: control plane for trust domain ${cp.ca.trustDomain}, data dir ${dataDir}`
+      : `meshcert serve: Envoy SDS only (no mesh CA: the config has only an sds section), data dir ${dataDir}`,
+  ];
   if (cp.createdCa) lines.push(`  created a new mesh CA in ${dataDir} (root-cert.pem is the trust bundle workloads need)`);
   if (cp.addresses.grpc) lines.push(`  CA gRPC API (istio.v1.auth.IstioCertificateService): ${cp.addresses.grpc} (TLS, server name ${serverName})`);
   if (cp.addresses.http) {
@@ -75,6 +80,16 @@ function startBanner(cp: ControlPlane, dataDir: string, config: ServeConfig): st
   if (cp.addresses.admin && cp.adminToken) {
     lines.push(`  admin API: http://${cp.addresses.admin} (token in ${cp.adminToken.file}${cp.adminToken.created ? ', made now' : ''})`);
     lines.push(`    revoke: meshcert cert revoke --server http://${cp.addresses.admin} --token-file ${cp.adminToken.file} SERIAL [--reason REASON]`);
+  }
+  if (cp.addresses.sds && config.sds) {
+    const sds = cp.addresses.sds;
+    lines.push(`  Envoy SDS (envoy.service.secret.v3.SecretDiscoveryService), secrets from ${config.sds.secrets}:`);
+    lines.push(`    Unix socket: unix:${sds.uds} (plain gRPC, mode 0600)`);
+    if (sds.listen) {
+      const cert = config.sds.certFile ? `certificate ${config.sds.certFile}` : `certificate from the mesh CA, server name ${serverName ?? 'istiod.istio-system.svc'}`;
+      lines.push(`    TLS: ${sds.listen} (${cert}${config.sds.clientCaFile ? `, client certificates required (${config.sds.clientCaFile})` : ''})`);
+    }
+    lines.push(`    resources: kubernetes://NAME and kubernetes://NAME-cacert; check them with: meshcert secret check ${config.sds.secrets}`);
   }
   if (cp.addresses.grpc) {
     const root = caPaths(dataDir).rootCert;
