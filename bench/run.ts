@@ -8,6 +8,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { issueBenchmark } from './issue.js';
+import { caBenchmark } from './ca.js';
+import { sdsBenchmark } from './sds.js';
 
 export interface BenchRow {
   figure: string;
@@ -43,7 +45,7 @@ export interface Benchmark {
   run(options: BenchOptions): Promise<BenchReport>;
 }
 
-const BENCHMARKS: Benchmark[] = [issueBenchmark];
+const BENCHMARKS: Benchmark[] = [issueBenchmark, caBenchmark, sdsBenchmark];
 
 function usage(): string {
   return [
