@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { issueBenchmark } from './issue.js';
 import { caBenchmark } from './ca.js';
 import { sdsBenchmark } from './sds.js';
+import { ocspBenchmark } from './ocsp.js';
 
 export interface BenchRow {
   figure: string;
@@ -45,7 +46,7 @@ export interface Benchmark {
   run(options: BenchOptions): Promise<BenchReport>;
 }
 
-const BENCHMARKS: Benchmark[] = [issueBenchmark, caBenchmark, sdsBenchmark];
+const BENCHMARKS: Benchmark[] = [issueBenchmark, caBenchmark, ocspBenchmark, sdsBenchmark];
 
 function usage(): string {
   return [

@@ -74,7 +74,7 @@ export class ServerMetrics {
     });
     this.ocspMalformed = new Counter({
       name: 'meshcert_ocsp_malformed_requests_total',
-      help: 'OCSP requests answered malformedRequest, by reason (der, base64, too_large, method)',
+      help: 'OCSP requests answered malformedRequest, by reason (der, base64, too_large)',
       labelNames: ['reason'],
       registers: [this.registry],
     });
