@@ -6,6 +6,7 @@ import { normalizeSerial, opensslSerial, parseRevocationReason, type RevocationR
 import type { Ledger, LedgerEntry, ListQuery } from '../store/index.js';
 import type { AdminToken } from './admin-token.js';
 import type { ServerMetrics } from './metrics.js';
+import { applyHttpTimeouts, closeHttp, listenHttp } from './http-listener.js';
 
 export interface AdminEndpointOptions {
   token: AdminToken;
@@ -76,34 +77,16 @@ export class AdminEndpoint {
         else res.destroy();
       });
     });
-    this.server.headersTimeout = 10_000;
-    this.server.requestTimeout = 30_000;
-    this.server.keepAliveTimeout = 5_000;
+    applyHttpTimeouts(this.server);
   }
 
   listen(host: string, port: number): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      const onError = (err: Error): void => reject(err);
-      this.server.once('error', onError);
-      this.server.listen(port, host, () => {
-        this.server.off('error', onError);
-        this.server.on('error', (err) => this.#logger.error({ error: describeError(err) }, 'admin API server error'));
-        resolve(this.server.address() as AddressInfo);
-      });
-    });
+    return listenHttp(this.server, host, port, this.#logger, 'admin API server');
   }
 
+  /** Stops accepting, lets in-flight requests finish for up to `graceMs`, then drops what is left. */
   close(graceMs = 5_000): Promise<void> {
-    if (!this.server.listening) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => this.server.closeAllConnections(), graceMs);
-      timer.unref();
-      this.server.close(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-      this.server.closeIdleConnections();
-    });
+    return closeHttp(this.server, graceMs);
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {

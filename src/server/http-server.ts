@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { describeError, silentLogger, type Logger } from '../core/index.js';
 import type { ServerMetrics } from './metrics.js';
+import { applyHttpTimeouts, closeHttp, listenHttp } from './http-listener.js';
 
 /** One readiness check: ok, or a reason a person can act on. */
 export type HealthCheck = () => Promise<{ ok: true } | { ok: false; reason: string }>;
@@ -44,36 +45,16 @@ export class HttpEndpoint {
       }
       this.#handle(req, res).catch((err: unknown) => fail(req, res, err));
     });
-    // Probes and scrapers send small requests; slow or idle clients should not hold sockets for long.
-    this.server.headersTimeout = 10_000;
-    this.server.requestTimeout = 30_000;
-    this.server.keepAliveTimeout = 5_000;
+    applyHttpTimeouts(this.server);
   }
 
   listen(host: string, port: number): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      const onError = (err: Error): void => reject(err);
-      this.server.once('error', onError);
-      this.server.listen(port, host, () => {
-        this.server.off('error', onError);
-        this.server.on('error', (err) => this.#logger.error({ error: describeError(err) }, 'HTTP server error'));
-        resolve(this.server.address() as AddressInfo);
-      });
-    });
+    return listenHttp(this.server, host, port, this.#logger, 'HTTP server');
   }
 
   /** Stops accepting, lets in-flight requests finish for up to `graceMs`, then drops what is left. */
   close(graceMs = 5_000): Promise<void> {
-    if (!this.server.listening) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => this.server.closeAllConnections(), graceMs);
-      timer.unref();
-      this.server.close(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-      this.server.closeIdleConnections();
-    });
+    return closeHttp(this.server, graceMs);
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
