@@ -21,6 +21,7 @@ import {
   type ChainResult,
   type CertificateSpec,
 } from '../../src/pki/index.js';
+import { skipUnlessCi } from '../helpers/peers.js';
 
 function available(cmd: string, args: string[]): boolean {
   try {
@@ -29,7 +30,7 @@ function available(cmd: string, args: string[]): boolean {
     return false;
   }
 }
-const skip = !available('openssl', ['version']) || !available('certtool', ['--version']) ? 'needs openssl and certtool (gnutls-bin)' : false;
+const skip = skipUnlessCi(!available('openssl', ['version']) || !available('certtool', ['--version']) ? 'needs openssl and certtool (gnutls-bin)' : false);
 
 const DAY = 86_400_000;
 const ID = 'spiffe://cluster.local/ns/default/sa/web';

@@ -13,6 +13,7 @@ import { SDS_PROTO_FILES, SECRET_TYPE_URL, sdsIncludeDirs } from '../../src/sds/
 import { tempDir } from '../helpers/test-ca.js';
 import { startHarness, type Harness } from './sds-harness.js';
 import { gatewayPki, makeCrl, makeStaple, manifestYaml, tlsData, writeAtomic, type GatewayPki } from './secret-fixtures.js';
+import { skipUnlessCi } from '../helpers/peers.js';
 
 const PYTHON = '/usr/bin/python3';
 const SCRIPT = fileURLToPath(new URL('./python/sds_decode.py', import.meta.url));
@@ -25,7 +26,7 @@ function missing(): string | false {
   if (!existsSync('/usr/include/google/protobuf/any.proto')) return "needs protobuf's well-known types (apt-get install -y libprotobuf-dev)";
   return false;
 }
-const skip = missing();
+const skip = skipUnlessCi(missing());
 
 const tmp = tempDir('meshcert-sds-python-');
 const secrets = join(tmp.dir, 'secrets');

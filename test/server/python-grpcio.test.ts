@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import { Certificate } from '../../src/pki/index.js';
 import { defaultSigner, type ClosableSigner } from '../../src/server/index.js';
 import { SERVER_NAME, loopbackConfig, startPlane, tempDir, writeBootstrapTokens, type Plane } from './fixtures.js';
+import { skipUnlessCi } from '../helpers/peers.js';
 
 const run = promisify(execFile);
 
@@ -56,7 +57,7 @@ let descriptorSet: string;
 const seenMetadata: (Record<string, unknown> | undefined)[] = [];
 
 before(async () => {
-  skipReason = await pythonGrpcMissing();
+  skipReason = skipUnlessCi(await pythonGrpcMissing()) || null;
   if (skipReason) return;
   dir = tempDir('meshcert-python-grpc-');
   // The descriptor set is generated here, never committed. libprotobuf-dev provides google/protobuf/struct.proto.
