@@ -22,7 +22,7 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,6 +30,7 @@ import { stringify } from 'yaml';
 import { buildCsr, generateKeyPair, toSigningKey } from '../src/pki/index.js';
 import type { CaLoadResult, CaLoadSpec } from './ca-load-client.js';
 import type { BenchOptions, BenchReport, BenchRow, Benchmark } from './run.js';
+import { freePort } from './free-port.js';
 
 const REPO = fileURLToPath(new URL('../', import.meta.url));
 const MAIN = join(REPO, 'src', 'cli', 'main.ts');
@@ -73,17 +74,6 @@ function clkTck(): number {
   const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
   const n = Number(r.stdout.trim());
   return r.status === 0 && n > 0 ? n : 100;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 async function waitForPort(port: number, t: Tracked, timeoutMs: number): Promise<void> {

@@ -19,7 +19,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +27,7 @@ import { OcspResponse, buildOcspRequest, certIdFor, exportPrivateKeyPem, generat
 import { openLedger } from '../src/store/index.js';
 import type { LoadResult, LoadSpec } from './ocsp-load-client.js';
 import { renderTable, type BenchOptions, type BenchReport, type BenchRow, type Benchmark } from './run.js';
+import { freePort } from './free-port.js';
 
 const REPO = fileURLToPath(new URL('../', import.meta.url));
 const LOAD_CLIENT = join(REPO, 'bench', 'ocsp-load-client.ts');
@@ -64,17 +64,6 @@ interface Measurement {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function exec(cmd: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {

@@ -4,12 +4,10 @@
 // integrity_check ok), every certificate any client received is in it with the same fingerprint (and its
 // csr-allowed audit event), and the server restarts on the same data dir and serves again.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { Client, Metadata, credentials, status as Status, type ServiceError } from '@grpc/grpc-js';
 import { stringify } from 'yaml';
@@ -18,9 +16,8 @@ import { Certificate } from '../../src/pki/index.js';
 import { CREATE_CERTIFICATE_PATH, istioCaMethod, type IstioCertificateResponseMessage } from '../../src/server/index.js';
 import { openLedger } from '../../src/store/index.js';
 import { SERVER_NAME, makeCsr, tempDir, writeBootstrapTokens } from './fixtures.js';
+import { spawnMeshcert, waitForOutput, type RunningMeshcert as Running } from '../helpers/meshcert-process.js';
 
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
-const MAIN = join(REPO, 'src', 'cli', 'main.ts');
 
 const IDENTITY = 'spiffe://cluster.local/ns/load/sa/kill9';
 const TOKEN = 'kill9-load-token-0123456789abcdef';
@@ -33,47 +30,14 @@ const KILL_AFTER = 100 + Math.floor(Math.random() * 101);
 const LOAD_MS = 10_000;
 const MIN_RECEIVED = 20;
 
-function childEnv(): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  delete env.NODE_TEST_CONTEXT;
-  delete env.NODE_OPTIONS;
-  delete env.MESHCERT_DATA_DIR;
-  return env;
-}
-
-interface Running {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
 function spawnServe(configFile: string, dataDir: string): Running {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'serve', '--config', configFile, '--data-dir', dataDir, '--log-level', 'warn'], {
-    cwd: REPO,
-    env: childEnv(),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (b: Buffer) => (out += b.toString('utf8')));
-  child.stderr!.on('data', (b: Buffer) => (err += b.toString('utf8')));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
-  return { child, stdout: () => out, stderr: () => err, exited };
+  return spawnMeshcert(['serve', '--config', configFile, '--data-dir', dataDir, '--log-level', 'warn']);
 }
 
 const GRPC_LINE = /CA gRPC API \(istio\.v1\.auth\.IstioCertificateService\): (127\.0\.0\.1:\d+) \(TLS/;
 
 async function waitForAddress(r: Running, timeoutMs = 20_000): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const m = GRPC_LINE.exec(r.stdout());
-    if (m) return m[1]!;
-    if (r.child.exitCode !== null || r.child.signalCode !== null || Date.now() > deadline) {
-      throw new Error(`meshcert serve did not print its gRPC address (exit ${r.child.exitCode})\n--- stdout\n${r.stdout()}--- stderr\n${r.stderr()}`);
-    }
-    await new Promise((res) => setTimeout(res, 50));
-  }
+  return (await waitForOutput(r, GRPC_LINE, timeoutMs))[1]!;
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {

@@ -1,57 +1,19 @@
 // `meshcert serve` and `meshcert cert request` as a user runs them: separate processes (from the sources, through
 // tsx, so no build is needed), talking over the network.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { Certificate, validateChain } from '../../src/pki/index.js';
 import { TestCA } from '../helpers/test-ca.js';
 import { httpGet, tempDir } from './fixtures.js';
 import { skipUnlessCi } from '../helpers/peers.js';
+import { spawnMeshcert, waitForOutput } from '../helpers/meshcert-process.js';
 
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
-const MAIN = join(REPO, 'src', 'cli', 'main.ts');
 
-function childEnv(): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  delete env.NODE_TEST_CONTEXT;
-  delete env.NODE_OPTIONS;
-  delete env.MESHCERT_DATA_DIR;
-  return env;
-}
-
-interface Running {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-function spawnMeshcert(args: string[]): Running {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: REPO, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (b: Buffer) => (out += b.toString('utf8')));
-  child.stderr!.on('data', (b: Buffer) => (err += b.toString('utf8')));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
-  return { child, stdout: () => out, stderr: () => err, exited };
-}
-
-async function waitFor(r: Running, re: RegExp, timeoutMs = 30_000): Promise<RegExpExecArray> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const m = re.exec(r.stdout());
-    if (m) return m;
-    if (r.child.exitCode !== null || Date.now() > deadline) {
-      throw new Error(`no ${re} in the output of meshcert (exit ${r.child.exitCode})\n--- stdout\n${r.stdout()}--- stderr\n${r.stderr()}`);
-    }
-    await new Promise((res) => setTimeout(res, 50));
-  }
-}
+const waitFor = waitForOutput;
 
 async function run(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
   const r = spawnMeshcert(args);
