@@ -45,6 +45,8 @@ export const ErrorCodes = {
   UNAVAILABLE: 'MESH_ERR_UNAVAILABLE',
   INTERNAL: 'MESH_ERR_INTERNAL',
   CRL_BUILD: 'MESH_ERR_CRL_BUILD',
+  CLIENT_HELLO: 'MESH_ERR_CLIENT_HELLO',
+  CLIENT_HELLO_TIMEOUT: 'MESH_ERR_CLIENT_HELLO_TIMEOUT',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

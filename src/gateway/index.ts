@@ -1,0 +1,3 @@
+// The public face of the TLS data plane: other folders (bump, cli) import only this file.
+export { readClientHello, scanClientHello, maxOfferedVersion, TlsVersions, DEFAULT_MAX_CLIENT_HELLO } from './client-hello.js';
+export type { ClientHello, ClientHelloScan, ReadClientHelloOptions, ReadClientHelloResult } from './client-hello.js';
