@@ -47,6 +47,7 @@ export const ErrorCodes = {
   CRL_BUILD: 'MESH_ERR_CRL_BUILD',
   CLIENT_HELLO: 'MESH_ERR_CLIENT_HELLO',
   CLIENT_HELLO_TIMEOUT: 'MESH_ERR_CLIENT_HELLO_TIMEOUT',
+  IDENTITY_MISMATCH: 'MESH_ERR_IDENTITY_MISMATCH',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
