@@ -61,6 +61,8 @@ export interface TlsSide {
   stapleKey: string | null;
   /** The leaf's issuer, found in the chain or in ca.crt; null when neither holds it. */
   issuer: Certificate | null;
+  /** Set when `staple` was fetched from the certificate's OCSP responder rather than read from the secret. */
+  fetchedStaple?: { url: string; fetchedAt: Date };
 }
 
 export interface CaSide {
@@ -363,7 +365,9 @@ export function evaluateSecret(secret: GatewaySecret, at: Date): SecretEvaluatio
       issuer: secret.tls.issuer,
       staple: secret.tls.staple,
       at,
-      source: `secret ${secret.name} key ${secret.tls.stapleKey ?? 'tls.ocsp-staple'}`,
+      source: secret.tls.fetchedStaple
+        ? `secret ${secret.name} staple fetched from ${secret.tls.fetchedStaple.url}`
+        : `secret ${secret.name} key ${secret.tls.stapleKey ?? 'tls.ocsp-staple'}`,
     });
     decision = decideStapling(policy.policy, staple.state);
     future.push(staple.changesAt);
@@ -448,4 +452,14 @@ export function resourceNamesOf(secretName: string): string[] {
 /** Re-encodes DER bytes of a staple for a report, shortened. */
 export function stapleFingerprint(staple: Buffer): string {
   return createHash('sha256').update(staple).digest('hex').slice(0, 16);
+}
+
+/**
+ * The secret with a staple fetched from its responder in place of its own (tls.fetchedStaple says so): another
+ * version, with another digest, so that SDS pushes it and caches keyed by digest tell the two apart.
+ */
+export function withFetchedStaple(secret: GatewaySecret, fetched: { der: Buffer; url: string; fetchedAt: Date }): GatewaySecret {
+  if (!secret.tls) return secret;
+  const digest = createHash('sha256').update(secret.digest).update('\nfetched-staple:').update(fetched.der).digest('hex');
+  return { ...secret, digest, tls: { ...secret.tls, staple: fetched.der, fetchedStaple: { url: fetched.url, fetchedAt: fetched.fetchedAt } } };
 }

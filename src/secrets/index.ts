@@ -19,6 +19,7 @@ export {
   caResourceName,
   resourceNamesOf,
   stapleFingerprint,
+  withFetchedStaple,
 } from './gateway-secret.js';
 export type { GatewaySecret, TlsSide, CaSide, BuildResult, BuildOptions, SecretEvaluation, CrlStatus, ResourceTarget } from './gateway-secret.js';
 export {
@@ -48,3 +49,14 @@ export type { SecretSourceOptions, SecretEntry, ServedVersion, RejectedVersion, 
 export { checkSecrets, formatSecretCheck } from './secret-check.js';
 export type { SecretCheckReport, CheckedSecret, CheckedResource, CheckOptions } from './secret-check.js';
 export { registerSecretMetrics } from './secret-metrics.js';
+export { fetchStaple, ocspUrlsOf, STAPLE_FETCH_FAILURES } from './staple-fetcher.js';
+export type { FetchStapleOptions, StapleFetchResult, StapleFetchFailure } from './staple-fetcher.js';
+export { nextRefreshAt, retryDelayMs, resolveStapleSchedule, DEFAULT_STAPLE_SCHEDULE } from './staple-schedule.js';
+export type { StapleScheduleOptions, ResolvedStapleSchedule, RandomSource } from './staple-schedule.js';
+export { StapleCache, stapleCacheDir, stapleKey, STAPLE_CACHE_DIR } from './staple-cache.js';
+export type { StapleRecord, StapleAttempt, CachedStaple } from './staple-cache.js';
+export { chooseStaple, cachedStapleSupplier } from './staple-supplier.js';
+export type { StapleSupplier, StapleTarget, SuppliedStaple } from './staple-supplier.js';
+export { StapleRefresher } from './staple-refresher.js';
+export type { StapleRefresherOptions, StapleFetchState, StapleFetchScope, StapleFetchObserver } from './staple-refresher.js';
+export { StapleMetrics } from './staple-metrics.js';

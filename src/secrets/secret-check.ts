@@ -3,6 +3,9 @@ import { gatewayServes, type EnvoyStaplePolicy, type GatewayAction, type OcspPol
 import { CACERT_SUFFIX, caResourceName, tlsResourceName, type CrlStatus } from './gateway-secret.js';
 import type { SecretProblem } from './raw-secret.js';
 import { SecretSource, type SecretEntry } from './secret-source.js';
+import type { StapleCache } from './staple-cache.js';
+import { ocspUrlsOf } from './staple-fetcher.js';
+import { cachedStapleSupplier, type StapleSupplier } from './staple-supplier.js';
 
 /** One SDS resource a secret feeds, and what Envoy gets for it. */
 export interface CheckedResource {
@@ -45,6 +48,20 @@ export interface CheckedSecret {
     thisUpdate: Date | null;
     nextUpdate: Date | null;
     reasons: string[];
+    /** Where the judged staple comes from: the secret's own key, or fetched by `meshcert serve` (from the cache). */
+    origin: 'secret' | 'fetched';
+    fetchedFrom: string | null;
+  } | null;
+  /** Staple fetching as `meshcert serve` left it in the data dir's cache; null without a cache or an OCSP URL. */
+  fetch: {
+    url: string;
+    /** never: the cache holds nothing for this certificate (not fetched with this data dir yet). */
+    state: 'never' | 'fetched';
+    lastAttempt: { at: Date; result: string; message: string | null } | null;
+    lastSuccessAt: Date | null;
+    consecutiveFailures: number;
+    nextAttemptAt: Date | null;
+    cached: { status: string; thisUpdate: Date; nextUpdate: Date | null; fetchedAt: Date } | null;
   } | null;
   ca: { key: string; certificates: string[]; crlKey: string | null; crls: CrlStatus[] } | null;
   /** What meshcert's own gateway does with it. */
@@ -66,6 +83,8 @@ export interface CheckOptions {
   /** Judge at this instant (default now). */
   at?: Date;
   policies?: Readonly<Record<string, OcspPolicy>>;
+  /** Judge with the staples `meshcert serve` fetched into this cache (DATA-DIR/ocsp-staples), and report fetch state. */
+  stapleCache?: StapleCache;
 }
 
 /** A problem's message without the "secret NAME (SOURCE): " prefix, which the report line already shows. */
@@ -74,7 +93,28 @@ function words(message: string, name: string, source: string): string {
   return message.startsWith(prefix) ? message.slice(prefix.length) : message;
 }
 
-function checked(entry: SecretEntry, known: Set<string>): CheckedSecret {
+function fetchState(version: { secret: CheckedVersionSecret }, supplier: StapleSupplier | null): CheckedSecret['fetch'] {
+  const tls = version.secret.tls;
+  if (!supplier?.record || !tls?.issuer) return null;
+  const leaf = tls.chain[0]!;
+  const urls = ocspUrlsOf(leaf);
+  if (urls.length === 0) return null;
+  const r = supplier.record(leaf, tls.issuer);
+  if (!r) return { url: urls[0]!, state: 'never', lastAttempt: null, lastSuccessAt: null, consecutiveFailures: 0, nextAttemptAt: null, cached: null };
+  return {
+    url: r.lastAttempt?.url || urls[0]!,
+    state: 'fetched',
+    lastAttempt: r.lastAttempt ? { at: r.lastAttempt.at, result: r.lastAttempt.result, message: r.lastAttempt.message } : null,
+    lastSuccessAt: r.lastSuccessAt,
+    consecutiveFailures: r.consecutiveFailures,
+    nextAttemptAt: r.nextAttemptAt,
+    cached: r.staple ? { status: r.staple.status, thisUpdate: r.staple.thisUpdate, nextUpdate: r.staple.nextUpdate, fetchedAt: r.staple.fetchedAt } : null,
+  };
+}
+
+type CheckedVersionSecret = NonNullable<SecretEntry['served']>['secret'];
+
+function checked(entry: SecretEntry, known: Set<string>, supplier: StapleSupplier | null = null): CheckedSecret {
   const problems: SecretProblem[] = [...(entry.rejected?.problems ?? [])];
   // The version to describe: the one in force, else a refused one that at least parsed.
   const version = entry.served ?? entry.rejected?.candidate ?? null;
@@ -90,6 +130,7 @@ function checked(entry: SecretEntry, known: Set<string>): CheckedSecret {
       certificate: null,
       staple: null,
       ca: null,
+      fetch: null,
       gateway: null,
       sds: [],
       problems,
@@ -160,8 +201,11 @@ function checked(entry: SecretEntry, known: Set<string>): CheckedSecret {
           thisUpdate: ev.staple.thisUpdate ?? null,
           nextUpdate: ev.staple.nextUpdate ?? null,
           reasons: ev.staple.reasons,
+          origin: secret.tls?.fetchedStaple ? ('fetched' as const) : ('secret' as const),
+          fetchedFrom: secret.tls?.fetchedStaple?.url ?? null,
         }
       : null,
+    fetch: fetchState(version, supplier),
     ca: secret.ca ? { key: secret.ca.caKey, certificates: secret.ca.certs.map((c) => c.subject), crlKey: secret.ca.crlKey, crls: ev.crls } : null,
     gateway: ev.decision?.gateway ?? null,
     sds,
@@ -177,11 +221,18 @@ function checked(entry: SecretEntry, known: Set<string>): CheckedSecret {
  */
 export function checkSecrets(paths: readonly string[], options: CheckOptions = {}): SecretCheckReport {
   const at = options.at ?? new Date();
-  const source = SecretSource.open({ paths, clock: new ManualClock(at), watch: false, ...(options.policies ? { policies: options.policies } : {}) });
+  const supplier = options.stapleCache ? cachedStapleSupplier(options.stapleCache) : null;
+  const source = SecretSource.open({
+    paths,
+    clock: new ManualClock(at),
+    watch: false,
+    ...(options.policies ? { policies: options.policies } : {}),
+    ...(supplier ? { staples: supplier } : {}),
+  });
   try {
     const entries = source.entries();
     const known = new Set(entries.map((e) => e.name));
-    const secrets = entries.map((e) => checked(e, known));
+    const secrets = entries.map((e) => checked(e, known, supplier));
     const files = source.origins().map((o) => ({ path: o.path, problems: o.problems, ignored: o.ignored }));
     const fileErrors = files.some((f) => f.problems.some((p) => p.severity === 'error'));
     return { at, ok: secrets.length > 0 && secrets.every((s) => s.servable) && !fileErrors, secrets, files };
@@ -230,8 +281,20 @@ export function formatSecretCheck(report: SecretCheckReport): string {
       if (st.state === 'none') lines.push('  staple: none');
       else {
         const times = `this update ${iso(st.thisUpdate)}, next update ${iso(st.nextUpdate)}`;
-        lines.push(`  staple (${st.key}): ${st.state}${st.status ? `, status ${st.status}` : ''}${st.thisUpdate ? `, ${times}` : ''}`);
+        const from = st.origin === 'fetched' ? `fetched from ${st.fetchedFrom}` : st.key;
+        lines.push(`  staple (${from}): ${st.state}${st.status ? `, status ${st.status}` : ''}${st.thisUpdate ? `, ${times}` : ''}`);
         for (const r of st.reasons) lines.push(`    - ${r}`);
+      }
+    }
+    if (s.fetch) {
+      const f = s.fetch;
+      if (f.state === 'never') lines.push(`  staple fetching (${f.url}): never fetched with this data dir`);
+      else {
+        const last = f.lastAttempt ? `last fetch ${iso(f.lastAttempt.at)}: ${f.lastAttempt.result}${f.lastAttempt.message ? ` (${f.lastAttempt.message})` : ''}` : 'no fetch yet';
+        const fails = f.consecutiveFailures ? `; ${f.consecutiveFailures} failure${f.consecutiveFailures > 1 ? 's' : ''} in a row, last success ${iso(f.lastSuccessAt)}` : '';
+        const next = f.nextAttemptAt ? `; next ${f.consecutiveFailures ? 'retry' : 'refresh'} ${iso(f.nextAttemptAt)}` : '';
+        lines.push(`  staple fetching (${f.url}): ${last}${fails}${next}`);
+        if (f.cached) lines.push(`    cached staple: ${f.cached.status}, fetched ${iso(f.cached.fetchedAt)}, next update ${iso(f.cached.nextUpdate)}`);
       }
     }
     if (s.ca) {

@@ -58,6 +58,22 @@ export function registerSecretMetrics(registry: Registry, source: SecretSource, 
     },
   });
   new Gauge({
+    name: 'meshcert_secret_staple_age_seconds',
+    help: "Seconds since the served staple's thisUpdate (fetched or from the secret)",
+    labelNames: ['secret', 'origin'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const t = now().getTime();
+      for (const e of source.entries()) {
+        const st = e.served?.evaluation.staple;
+        if (st?.thisUpdate && st.state !== 'none') {
+          this.set({ secret: e.name, origin: e.served!.secret.tls?.fetchedStaple ? 'fetched' : 'secret' }, (t - st.thisUpdate.getTime()) / 1000);
+        }
+      }
+    },
+  });
+  new Gauge({
     name: 'meshcert_secret_staple_expiry_seconds',
     help: "Seconds until the served staple's nextUpdate; negative once expired",
     labelNames: ['secret'],

@@ -1,10 +1,11 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { basename, resolve, sep } from 'node:path';
 import { describeError, silentLogger, systemClock, type Clock, type Logger } from '../core/index.js';
-import { buildGatewaySecret, evaluateSecret, rawDigest, type GatewaySecret, type SecretEvaluation } from './gateway-secret.js';
+import { buildGatewaySecret, evaluateSecret, rawDigest, withFetchedStaple, type GatewaySecret, type SecretEvaluation } from './gateway-secret.js';
 import { secretError, secretWarning, type RawSecret, type SecretProblem } from './raw-secret.js';
 import { listOrigins, loadOrigin, originSignature, type LoadedOrigin, type SecretOrigin } from './secret-files.js';
-import type { OcspPolicy } from './stapling-policy.js';
+import { effectivePolicy, type OcspPolicy } from './stapling-policy.js';
+import { chooseStaple, type StapleSupplier, type StapleTarget } from './staple-supplier.js';
 
 export interface SecretSourceOptions {
   /** Folders of manifests and/or mounted secret folders, manifest files, or single mounted secret folders. */
@@ -19,6 +20,12 @@ export interface SecretSourceOptions {
   pollIntervalMs?: number;
   /** Watch at all; off for one-shot reads. Default true. */
   watch?: boolean;
+  /**
+   * Fetched OCSP staples (the StapleRefresher, or a read-only cache): told which certificates the secrets hold
+   * after every scan; its newest staple replaces a secret's own when chooseStaple says so, and a change of it is a
+   * new served version of the secrets concerned.
+   */
+  staples?: StapleSupplier;
 }
 
 /** The version of a secret in force: the newest one that was valid. */
@@ -27,6 +34,8 @@ export interface ServedVersion {
   /** The stapling decisions at `evaluation.at`; refreshed when the clock changes them. */
   evaluation: SecretEvaluation;
   loadedAt: Date;
+  /** The version as read from the files; `secret` differs from it when a fetched staple is served instead of its own. */
+  fileSecret: GatewaySecret;
 }
 
 /** A newer version that was refused; the served one (if any) stays. */
@@ -35,7 +44,7 @@ export interface RejectedVersion {
   source: string;
   at: Date;
   /** When it parsed but the stapling policy refused it: what it was, for reports. */
-  candidate?: { secret: GatewaySecret; evaluation: SecretEvaluation };
+  candidate?: { secret: GatewaySecret; evaluation: SecretEvaluation; fileSecret: GatewaySecret };
 }
 
 export interface SecretEntry {
@@ -101,6 +110,8 @@ export class SecretSource {
   #debounce: NodeJS.Timeout | null = null;
   #poll: NodeJS.Timeout | null = null;
   #reevaluateTimer: NodeJS.Timeout | null = null;
+  readonly #staples: StapleSupplier | null;
+  #stapleOff: (() => void) | null = null;
   #closed = false;
   #generation = 0;
 
@@ -112,6 +123,8 @@ export class SecretSource {
     this.#debounceMs = options.debounceMs ?? 50;
     this.#pollMs = options.pollIntervalMs ?? 500;
     this.#watching = options.watch ?? true;
+    this.#staples = options.staples ?? null;
+    if (this.#staples) this.#stapleOff = this.#staples.onChange((names) => this.#staplesChanged(names));
   }
 
   /** Reads everything once and starts watching. */
@@ -158,6 +171,7 @@ export class SecretSource {
       // A bug here must not stop the watcher: log it, keep what is served, try again on the next event.
       this.#logger.error({ err: describeError(err) }, 'secret scan failed');
     }
+    this.#trackStaples();
     this.#scheduleReevaluation();
     this.#emit(changed);
   }
@@ -175,6 +189,7 @@ export class SecretSource {
     if (this.#debounce) clearTimeout(this.#debounce);
     if (this.#poll) clearInterval(this.#poll);
     if (this.#reevaluateTimer) clearTimeout(this.#reevaluateTimer);
+    this.#stapleOff?.();
     for (const w of this.#watchers.values()) w.close();
     this.#watchers.clear();
     this.#listeners.clear();
@@ -332,13 +347,15 @@ export class SecretSource {
       this.#refuse(name, entry, { problems: built.problems, source: raw.source, at: now }, digest);
       return false;
     }
-    const evaluation = evaluateSecret(built.secret, now);
+    const fileSecret = built.secret;
+    const secret = this.#effective(fileSecret, now);
+    const evaluation = evaluateSecret(secret, now);
     if (evaluation.decision?.gateway.action === 'reject') {
       const problems = [secretError('policy', `secret ${name} (${raw.source}): ${evaluation.decision.gateway.reason}`), ...evaluation.warnings, ...built.secret.warnings];
-      this.#refuse(name, entry, { problems, source: raw.source, at: now, candidate: { secret: built.secret, evaluation } }, digest);
+      this.#refuse(name, entry, { problems, source: raw.source, at: now, candidate: { secret, evaluation, fileSecret } }, digest);
       return false;
     }
-    const served: ServedVersion = { secret: built.secret, evaluation, loadedAt: now };
+    const served: ServedVersion = { secret, evaluation, loadedAt: now, fileSecret };
     this.#entries.set(name, { name, served, rejected: null, latestDigest: digest, latestProblemText: null });
     const warnings = [...built.secret.warnings, ...evaluation.warnings];
     this.#logger.info(
@@ -347,6 +364,7 @@ export class SecretSource {
         source: raw.source,
         policy: evaluation.policy?.policy,
         staple: evaluation.staple?.state,
+        ...(secret.tls?.fetchedStaple ? { stapleFrom: secret.tls.fetchedStaple.url } : {}),
         sds: evaluation.decision?.sds.action,
         ...(warnings.length ? { warnings: warnings.map((w) => w.message) } : {}),
       },
@@ -374,24 +392,105 @@ export class SecretSource {
   #reevaluateAll(): string[] {
     const now = this.#clock.now();
     const changed: string[] = [];
-    for (const entry of this.#entries.values()) {
-      if (!entry.served) continue;
-      const before = entry.served.evaluation;
-      const ev = evaluateSecret(entry.served.secret, now);
-      if (ev.decision?.gateway.action === 'reject') {
-        // A version already in force cannot be un-accepted: its certificate is simply not used any more.
-        ev.decision = { ...ev.decision, gateway: { action: 'fail-handshake', reason: `${ev.decision.gateway.reason} (found while in force)` } };
-      }
-      entry.served = { ...entry.served, evaluation: ev };
-      if (decisionKey(ev) !== decisionKey(before)) {
-        changed.push(entry.name);
+    for (const entry of this.#entries.values()) if (this.#refreshEntry(entry, now)) changed.push(entry.name);
+    return changed;
+  }
+
+  /** A secret's file version with the staple chooseStaple prefers: its own, or the supplier's fetched one. */
+  #effective(fileSecret: GatewaySecret, now: Date): GatewaySecret {
+    const tls = fileSecret.tls;
+    if (!this.#staples || !tls || !tls.issuer) return fileSecret;
+    const leaf = tls.chain[0]!;
+    let fetched;
+    try {
+      fetched = this.#staples.staple(leaf, tls.issuer);
+    } catch (err) {
+      this.#logger.error({ secret: fileSecret.name, err: describeError(err) }, 'staple supplier failed');
+      return fileSecret;
+    }
+    if (!fetched) return fileSecret;
+    const pick = chooseStaple({ leaf, issuer: tls.issuer, user: tls.staple, fetched: fetched.der, at: now });
+    return pick === 'fetched' ? withFetchedStaple(fileSecret, fetched) : fileSecret;
+  }
+
+  /**
+   * Re-judges one secret at `now` with the newest staple: the version in force (a changed staple is a new served
+   * version; a decision changed by the clock is re-announced), and a refused version whose only fault was its
+   * stapling policy (MANDATORY without a staple, say), which is served as soon as a fetched staple satisfies it.
+   * True when what is served changed.
+   */
+  #refreshEntry(entry: EntryState, now: Date): boolean {
+    const cand = entry.rejected?.candidate;
+    if (cand && entry.rejected) {
+      const secret = this.#effective(cand.fileSecret, now);
+      const evaluation = evaluateSecret(secret, now);
+      if (evaluation.decision?.gateway.action !== 'reject') {
+        entry.served = { secret, evaluation, loadedAt: now, fileSecret: cand.fileSecret };
+        entry.rejected = null;
+        entry.latestProblemText = null;
         this.#logger.info(
-          { secret: entry.name, staple: ev.staple?.state, gateway: ev.decision?.gateway.action, sds: ev.decision?.sds.action },
-          'secret re-evaluated: stapling decision changed',
+          { secret: entry.name, source: secret.source, staple: evaluation.staple?.state, sds: evaluation.decision?.sds.action, stapleFrom: secret.tls?.fetchedStaple?.url },
+          'secret accepted: its stapling policy is met now',
         );
+        return true;
+      }
+      entry.rejected = { ...entry.rejected, candidate: { secret, evaluation, fileSecret: cand.fileSecret } };
+    }
+    if (!entry.served) return false;
+    const before = entry.served;
+    const secret = this.#effective(before.fileSecret, now);
+    const ev = evaluateSecret(secret, now);
+    if (ev.decision?.gateway.action === 'reject') {
+      // A version already in force cannot be un-accepted: its certificate is simply not used any more.
+      ev.decision = { ...ev.decision, gateway: { action: 'fail-handshake', reason: `${ev.decision.gateway.reason} (found while in force)` } };
+    }
+    entry.served = { ...before, secret, evaluation: ev };
+    const stapleChanged = secret.digest !== before.secret.digest;
+    if (!stapleChanged && decisionKey(ev) === decisionKey(before.evaluation)) return false;
+    this.#logger.info(
+      {
+        secret: entry.name,
+        staple: ev.staple?.state,
+        gateway: ev.decision?.gateway.action,
+        sds: ev.decision?.sds.action,
+        ...(secret.tls?.fetchedStaple ? { stapleFrom: secret.tls.fetchedStaple.url } : {}),
+      },
+      stapleChanged ? 'secret re-evaluated: the served staple changed' : 'secret re-evaluated: stapling decision changed',
+    );
+    return true;
+  }
+
+  /** The supplier said the staples of these secrets changed. */
+  #staplesChanged(names: readonly string[]): void {
+    if (this.#closed) return;
+    const now = this.#clock.now();
+    const changed: string[] = [];
+    for (const name of names) {
+      const entry = this.#entries.get(name);
+      if (entry && this.#refreshEntry(entry, now)) changed.push(name);
+    }
+    this.#scheduleReevaluation();
+    this.#emit(changed);
+  }
+
+  /** Tells the supplier which certificates the secrets hold: versions in force and versions refused by policy. */
+  #trackStaples(): void {
+    if (!this.#staples) return;
+    const targets: StapleTarget[] = [];
+    for (const e of this.#entries.values()) {
+      const seen = new Set<GatewaySecret>();
+      for (const fs of [e.served?.fileSecret, e.rejected?.candidate?.fileSecret]) {
+        if (!fs?.tls || seen.has(fs)) continue;
+        seen.add(fs);
+        const leaf = fs.tls.chain[0]!;
+        targets.push({ secret: e.name, leaf, issuer: fs.tls.issuer, policy: effectivePolicy(fs.declaredPolicy, leaf), userStaple: fs.tls.staple !== null });
       }
     }
-    return changed;
+    try {
+      this.#staples.track(targets);
+    } catch (err) {
+      this.#logger.error({ err: describeError(err) }, 'staple supplier failed to track the secrets');
+    }
   }
 
   #scheduleReevaluation(): void {
