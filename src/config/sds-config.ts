@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { listenAddress } from './fields.js';
+import { duration, listenAddress } from './fields.js';
 
 /** The annotation values of kubernetes.io/ocsp-policy (config imports only core, so they are listed here too). */
 const ocspPolicy = z
@@ -29,8 +29,22 @@ const pattern = (what: string) =>
  *     spiffe://cluster.local/ns/istio-system/sa/ingress: [kubernetes://ingress-cert, kubernetes://ingress-cert-cacert]
  *   ocspPolicies:               # for secrets that carry no annotation (mounted folders); wins over the annotation
  *     ingress-cert: MANDATORY
+ *   staples:                    # OCSP staples fetched from the certificates' responders (AIA)
+ *     fetch: wanted             # wanted (default): policy declared, must-staple, or own staple; all; off
+ *     timeout: 10s              # per request
+ *     nonce: false              # send a nonce and require it echoed
+ *     maxRetryInterval: 5m      # failures back off exponentially up to this
  * ```
  */
+const staplesSchema = z.strictObject({
+  fetch: z.enum(['wanted', 'all', 'off'], { message: 'expected wanted, all or off' }).optional(),
+  timeout: duration
+    .refine((ms) => ms >= 100 && ms <= 120_000, { message: 'expected between 100ms and 2m' })
+    .optional(),
+  nonce: z.boolean().optional(),
+  maxRetryInterval: duration.refine((ms) => ms >= 5_000, { message: 'expected at least 5s' }).optional(),
+});
+
 export const sdsConfigSchema = z
   .strictObject({
     listen: listenAddress.optional(),
@@ -50,6 +64,7 @@ export const sdsConfigSchema = z
         ocspPolicy,
       )
       .optional(),
+    staples: staplesSchema.optional(),
   })
   .superRefine((c, ctx) => {
     if ((c.certFile === undefined) !== (c.keyFile === undefined)) {
