@@ -27,6 +27,11 @@ export interface EnvoyBootstrapInput {
   /** Envoy's ocsp_staple_policy per credentialName; absent = LENIENT_STAPLING. */
   staplePolicies: Readonly<Record<string, EnvoyStaplePolicyName>>;
   sds: SdsEndpoint;
+  /**
+   * Where ISTIO_MUTUAL's workload identity (`default`) and trust bundle (`ROOTCA`) come from, e.g. meshcert agent's
+   * socket; absent = the same SDS as the gateway secrets.
+   */
+  workloadSds?: SdsEndpoint;
   nodeId?: string;
   nodeCluster?: string;
   /** CA bundle for upstream TLS without a CA of its own (DestinationRule SIMPLE with no credentialName/caCertificates). */
@@ -63,7 +68,9 @@ export function clusterName(host: string, port: number, subset?: string): string
   return `outbound|${port}|${subset ?? ''}|${host}`;
 }
 
-function sdsSecret(name: string): Obj {
+export const WORKLOAD_SDS_CLUSTER_NAME = 'meshcert-workload-sds';
+
+function sdsSecret(name: string, cluster = SDS_CLUSTER_NAME): Obj {
   return {
     name,
     sds_config: {
@@ -72,7 +79,7 @@ function sdsSecret(name: string): Obj {
         api_type: 'GRPC',
         transport_api_version: 'V3',
         set_node_on_first_message_only: true,
-        grpc_services: [{ envoy_grpc: { cluster_name: SDS_CLUSTER_NAME } }],
+        grpc_services: [{ envoy_grpc: { cluster_name: cluster } }],
       },
     },
   };
@@ -226,16 +233,19 @@ export function buildEnvoyBootstrap(input: EnvoyBootstrapInput): EnvoyBootstrapR
   const clusters = new Map<string, Obj>();
   const drs = new Map<string, DestinationRuleSpec>(config.destinationRules.map((d) => [d.spec.host, d.spec]));
   const systemCa = input.systemCaFile ?? '/etc/ssl/certs/ca-certificates.crt';
+  const workloadCluster = input.workloadSds ? WORKLOAD_SDS_CLUSTER_NAME : SDS_CLUSTER_NAME;
+  let workloadUsed = false;
 
   const upstreamTls = (tls: ClientTls | undefined, host: string): Obj | undefined => {
     if (!tls || tls.mode === 'DISABLE') return undefined;
     const common: Obj = {};
     const sans = tls.subjectAltNames?.map(sanMatcher) ?? [];
     if (tls.mode === 'ISTIO_MUTUAL') {
-      common.tls_certificate_sds_secret_configs = [sdsSecret('default')];
+      workloadUsed = true;
+      common.tls_certificate_sds_secret_configs = [sdsSecret('default', workloadCluster)];
       common.combined_validation_context = {
         default_validation_context: { match_typed_subject_alt_names: sans.length ? sans : [{ san_type: 'URI', matcher: { prefix: `spiffe://${opts.trustDomain}/` } }] },
-        validation_context_sds_secret_config: sdsSecret('ROOTCA'),
+        validation_context_sds_secret_config: sdsSecret('ROOTCA', workloadCluster),
       };
     } else {
       if (tls.mode === 'MUTUAL' && tls.credentialName) common.tls_certificate_sds_secret_configs = [sdsSecret(`kubernetes://${tls.credentialName}`)];
@@ -318,17 +328,20 @@ export function buildEnvoyBootstrap(input: EnvoyBootstrapInput): EnvoyBootstrapR
         ...Object.entries(o.set ?? {}).map(([key, value]) => ({ header: { key, value }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' })),
         ...Object.entries(o.add ?? {}).map(([key, value]) => ({ header: { key, value }, append_action: 'APPEND_IF_EXISTS_OR_ADD' })),
       ];
-      if (add.length) target[`${side}_headers_to_add`] = add;
-      if (o.remove?.length) target[`${side}_headers_to_remove`] = o.remove;
+      const addKey = `${side}_headers_to_add`;
+      const removeKey = `${side}_headers_to_remove`;
+      if (add.length) target[addKey] = [...((target[addKey] as Obj[] | undefined) ?? []), ...add];
+      if (o.remove?.length) target[removeKey] = [...((target[removeKey] as string[] | undefined) ?? []), ...o.remove];
     }
   };
 
   const routeAction = (route: HttpRoute, match: HttpMatch | undefined): Obj => {
     const action: Obj = {};
-    if (route.route.length === 1) action.cluster = cluster(route.route[0]!.destination);
+    const dests = weighted(route.route);
+    if (dests.length === 1) action.cluster = cluster(dests[0]!.destination);
     else {
       action.weighted_clusters = {
-        clusters: route.route.map((d: HttpRouteDestination) => {
+        clusters: dests.map((d: HttpRouteDestination) => {
           const w: Obj = { name: cluster(d.destination), weight: d.weight ?? 0 };
           headerOps(d.headers, w);
           return w;
@@ -378,6 +391,9 @@ export function buildEnvoyBootstrap(input: EnvoyBootstrapInput): EnvoyBootstrapR
       const r: Obj = { match, route: routeAction(route, m) };
       if (route.name) r.name = route.name;
       headerOps(route.headers, r);
+      // One destination: its own header changes go on the route (several: on each weighted cluster).
+      const dests = weighted(route.route);
+      if (dests.length === 1) headerOps(dests[0]!.headers, r);
       out.push(r);
     }
     return out;
@@ -412,7 +428,15 @@ export function buildEnvoyBootstrap(input: EnvoyBootstrapInput): EnvoyBootstrapR
           domains: [domain],
           routes: routes.map(({ _vs, ...r }) => r),
         };
-        if ([...redirect].some((h) => hostMatches(h, domain))) vhost.require_tls = 'ALL';
+        // The server that owns this domain (its most specific host) decides on the redirect.
+        let owner: ChainServer | undefined;
+        let rank = -1;
+        for (const s of servers) {
+          for (const h of s.server.hosts) {
+            if (hostMatches(h, domain) && hostSpecificity(h) > rank) [owner, rank] = [s, hostSpecificity(h)];
+          }
+        }
+        if (owner?.server.tls?.httpsRedirect) vhost.require_tls = 'ALL';
         return vhost;
       });
     return { name, virtual_hosts: virtualHosts };
@@ -449,7 +473,14 @@ export function buildEnvoyBootstrap(input: EnvoyBootstrapInput): EnvoyBootstrapR
     },
   });
 
-  const tcpProxy = (statPrefix: string, routes: RouteDestination[]): Obj => ({
+  /** Destinations with weight 0 are left out, as Istio does (Envoy's tcp_proxy requires weights of at least 1). */
+  const weighted = <T extends { weight?: number | undefined }>(routes: T[]): T[] => {
+    const kept = routes.length > 1 ? routes.filter((r) => (r.weight ?? 0) > 0) : routes;
+    return kept.length ? kept : routes.slice(0, 1);
+  };
+  const tcpProxy = (statPrefix: string, all: RouteDestination[]): Obj => {
+    const routes = weighted(all);
+    return {
     name: 'envoy.filters.network.tcp_proxy',
     typed_config: {
       '@type': `${TYPE}envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy`,
@@ -460,7 +491,8 @@ export function buildEnvoyBootstrap(input: EnvoyBootstrapInput): EnvoyBootstrapR
       ...(opts.timeouts.idle > 0 ? { idle_timeout: protoDuration(opts.timeouts.idle) } : {}),
       access_log: accessLog(),
     },
-  });
+    };
+  };
 
   const tlsParams = (s: GatewayServer): Obj => {
     const t = s.tls!;
@@ -485,9 +517,10 @@ export function buildEnvoyBootstrap(input: EnvoyBootstrapInput): EnvoyBootstrapR
     if (s.port.protocol === 'HTTPS') common.alpn_protocols = ['h2', 'http/1.1'];
     const ctx: Obj = { '@type': `${TYPE}envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext` };
     if (t.mode === 'ISTIO_MUTUAL') {
-      common.tls_certificate_sds_secret_configs = [sdsSecret('default')];
+      workloadUsed = true;
+      common.tls_certificate_sds_secret_configs = [sdsSecret('default', workloadCluster)];
       const sans = t.subjectAltNames?.map(sanMatcher) ?? [{ san_type: 'URI', matcher: { prefix: `spiffe://${opts.trustDomain}/` } }];
-      common.combined_validation_context = { default_validation_context: { match_typed_subject_alt_names: sans }, validation_context_sds_secret_config: sdsSecret('ROOTCA') };
+      common.combined_validation_context = { default_validation_context: { match_typed_subject_alt_names: sans }, validation_context_sds_secret_config: sdsSecret('ROOTCA', workloadCluster) };
       ctx.require_client_certificate = true;
     } else {
       const cred = t.credentialName!;
@@ -533,43 +566,63 @@ export function buildEnvoyBootstrap(input: EnvoyBootstrapInput): EnvoyBootstrapR
     } else if (!isTls) {
       chains.push({ filters: [hcm(`http_${port}`, servers, port, false)] });
     } else {
+      // Envoy refuses two filter chains with the same match: a name (or "*", the chain without SNI) goes to the
+      // first chain that claims it. Terminating servers first (the loader made their hosts unique), then
+      // PASSTHROUGH routes by sniHosts, then PASSTHROUGH servers' tcp routes for the rest of their hosts.
       const taken = new Set<string>();
-      const sniMatch = (hosts: string[]): Obj | undefined => (hosts.includes('*') ? undefined : { server_names: hosts });
-      for (const s of servers) {
+      const claim = (names: string[], what: string): Obj | undefined | null => {
+        const fresh = [...new Set(names)].filter((n) => !taken.has(n));
+        if (fresh.length < names.length) warnings.push(`${what}: ${names.filter((n) => taken.has(n)).join(', ')} on port ${port} already has a filter chain; the first one wins`);
+        if (fresh.length === 0) return null;
+        fresh.forEach((n) => taken.add(n));
+        if (fresh.includes('*')) {
+          const rest = fresh.filter((n) => n !== '*');
+          if (rest.length) warnings.push(`${what}: "*" covers ${rest.join(', ')}; one chain without SNI match`);
+          return undefined;
+        }
+        return { server_names: fresh };
+      };
+      const ordered = [...servers.filter((s) => s.server.tls!.mode !== 'PASSTHROUGH'), ...servers.filter((s) => s.server.tls!.mode === 'PASSTHROUGH')];
+      for (const s of ordered) {
         const t = s.server.tls!;
         const at = `Gateway ${s.gateway.name} spec.servers[${s.index}]`;
         const stat = `${s.server.port.protocol.toLowerCase()}_${port}_${s.gateway.name}_${s.index}`;
+        const own = boundVs(new Set([s.gateway.name]));
+        const tcpRoute = own.flatMap((vs) => vs.spec.tcp).find((r) => !r.match?.length || r.match.some((m) => m.port === undefined || m.port === port));
         if (t.mode === 'PASSTHROUGH') {
-          for (const vs of boundVs(gateways)) {
+          for (const vs of own) {
             for (const r of vs.spec.tls) {
               for (const m of r.match) {
                 if (m.port !== undefined && m.port !== port) continue;
-                const names = m.sniHosts.filter((h) => s.server.hosts.some((sh) => hostMatches(sh, h) || hostMatches(h, sh)));
-                const fresh = names.filter((n) => !taken.has(n));
-                if (fresh.length < names.length) warnings.push(`VirtualService ${vs.name}: sniHosts ${names.filter((n) => taken.has(n)).join(', ')} on port ${port} already routed; the first route wins`);
-                if (fresh.length === 0) continue;
-                fresh.forEach((n) => taken.add(n));
-                chains.push({ filter_chain_match: { server_names: fresh }, filters: [tcpProxy(`${stat}_${vs.name}`, r.route)] });
+                if (m.gateways && !m.gateways.includes(s.gateway.name)) continue;
+                const names = m.sniHosts.filter((h) => s.server.hosts.some((sh) => hostMatches(sh, h)));
+                if (names.length === 0) continue;
+                const match = claim(names, `VirtualService ${vs.name} tls sniHosts`);
+                if (match === null) continue;
+                chains.push({ ...(match ? { filter_chain_match: match } : {}), filters: [tcpProxy(`${stat}_${vs.name}`, r.route)] });
               }
             }
           }
+          if (tcpRoute) {
+            const match = claim(s.server.hosts, `${at} hosts`);
+            if (match !== null) chains.push({ ...(match ? { filter_chain_match: match } : {}), filters: [tcpProxy(`${stat}_tcp`, tcpRoute.route)] });
+          }
           continue;
         }
+        const match = claim(s.server.hosts, `${at} hosts`);
+        if (match === null) continue;
         const chain: Obj = {};
-        const match = sniMatch(s.server.hosts);
         if (match) chain.filter_chain_match = match;
-        s.server.hosts.forEach((h) => taken.add(h));
         chain.transport_socket = downstreamTls(s.server, at);
         chain.transport_socket_connect_timeout = protoDuration(opts.timeouts.handshake);
         const mutual = t.mode === 'MUTUAL' || t.mode === 'ISTIO_MUTUAL';
-        if (proto === 'HTTPS') chain.filters = [hcm(stat, [s], port, mutual)];
+        if (s.server.port.protocol === 'HTTPS') chain.filters = [hcm(stat, [s], port, mutual)];
         else {
-          const route = boundVs(new Set([s.gateway.name])).flatMap((vs) => vs.spec.tcp).find((r) => !r.match?.length || r.match.some((m) => m.port === undefined || m.port === port));
-          if (!route) {
-            warnings.push(`${at}: TLS server without a tcp route; Envoy closes its connections after the handshake`);
+          if (!tcpRoute) {
+            warnings.push(`${at}: TLS server without a tcp route; no filter chain (Envoy closes its connections)`);
             continue;
           }
-          chain.filters = [tcpProxy(stat, route.route)];
+          chain.filters = [tcpProxy(stat, tcpRoute.route)];
         }
         chains.push(chain);
       }
@@ -599,7 +652,12 @@ export function buildEnvoyBootstrap(input: EnvoyBootstrapInput): EnvoyBootstrapR
     warnings.push('GatewayOptions validation (asynchronous OCSP / HTTP validators) has no Envoy equivalent here and is not rendered');
   }
 
-  clusters.set(SDS_CLUSTER_NAME, sdsCluster(input.sds, opts.timeouts.upstreamConnect));
+  clusters.set(SDS_CLUSTER_NAME, sdsCluster(SDS_CLUSTER_NAME, input.sds, opts.timeouts.upstreamConnect));
+  if (input.workloadSds && workloadUsed) {
+    clusters.set(WORKLOAD_SDS_CLUSTER_NAME, sdsCluster(WORKLOAD_SDS_CLUSTER_NAME, input.workloadSds, opts.timeouts.upstreamConnect));
+  } else if (workloadUsed) {
+    warnings.push('ISTIO_MUTUAL: the workload identity (default) and trust bundle (ROOTCA) are fetched from the same SDS as the gateway secrets; give the agent\'s socket as the workload SDS if that SDS does not serve them');
+  }
   const bootstrap: Obj = {
     node: { id: input.nodeId ?? 'meshcert-gateway', cluster: input.nodeCluster ?? 'meshcert-gateway' },
     static_resources: { listeners, clusters: [...clusters.values()] },
@@ -614,10 +672,10 @@ export function buildEnvoyBootstrap(input: EnvoyBootstrapInput): EnvoyBootstrapR
 }
 
 /** The SDS cluster: HTTP/2 (gRPC) over the Unix socket, or over TCP with TLS verifying meshcert's certificate. */
-function sdsCluster(sds: SdsEndpoint, connectTimeoutMs: number): Obj {
+function sdsCluster(name: string, sds: SdsEndpoint, connectTimeoutMs: number): Obj {
   const address = sds.kind === 'uds' ? { pipe: { path: sds.path } } : { socket_address: { address: sds.host, port_value: sds.port } };
   const c: Obj = {
-    name: SDS_CLUSTER_NAME,
+    name,
     type: sds.kind === 'uds' || isIP(sds.host) ? 'STATIC' : 'STRICT_DNS',
     connect_timeout: protoDuration(connectTimeoutMs),
     typed_extension_protocol_options: {
@@ -626,7 +684,7 @@ function sdsCluster(sds: SdsEndpoint, connectTimeoutMs: number): Obj {
         explicit_http_config: { http2_protocol_options: {} },
       },
     },
-    load_assignment: { cluster_name: SDS_CLUSTER_NAME, endpoints: [{ lb_endpoints: [{ endpoint: { address } }] }] },
+    load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address } }] }] },
   };
   if (sds.kind === 'tcp') {
     const common: Obj = {

@@ -141,7 +141,10 @@ export function stringMatch(allowPresence = false) {
     .transform((m): StringMatch => {
       if (m.exact !== undefined) return { kind: 'exact', value: m.exact };
       if (m.prefix !== undefined) return { kind: 'prefix', value: m.prefix };
-      if (m.regex !== undefined) return { kind: 'regex', value: m.regex, regex: compileRegex(m.regex)! };
+      if (m.regex !== undefined) {
+        const regex = compileRegex(m.regex)!;
+        return { kind: 'regex', value: m.regex, regex, regexIgnoreCase: new RegExp(regex.source, 'i') };
+      }
       return { kind: 'present' };
     });
 }
@@ -150,7 +153,7 @@ export function stringMatch(allowPresence = false) {
 export type StringMatch =
   | { kind: 'exact'; value: string }
   | { kind: 'prefix'; value: string }
-  | { kind: 'regex'; value: string; regex: RegExp }
+  | { kind: 'regex'; value: string; regex: RegExp; regexIgnoreCase: RegExp }
   | { kind: 'present' };
 
 /** Whether `value` satisfies `m` (undefined = absent, which only fails). `ignoreCase` for Istio's ignoreUriCase. */
@@ -164,6 +167,6 @@ export function stringMatches(m: StringMatch, value: string | undefined, ignoreC
     case 'prefix':
       return ignoreCase ? value.toLowerCase().startsWith(m.value.toLowerCase()) : value.startsWith(m.value);
     case 'regex':
-      return ignoreCase ? new RegExp(m.regex.source, 'i').test(value) : m.regex.test(value);
+      return ignoreCase ? m.regexIgnoreCase.test(value) : m.regex.test(value);
   }
 }

@@ -290,3 +290,18 @@ items:
   );
   assert.equal(c.gateways[0]!.name, 'edge');
 });
+
+test('messages say "required" for a missing field and explain a malformed upstream', () => {
+  const opts = (upstreams: string) => `${GW(SIMPLE_SERVER)}\n---\napiVersion: meshcert.dev/v1\nkind: GatewayOptions\nspec: { upstreams: ${upstreams} }\n`;
+  assert.deepEqual(problems(opts('{ app: 8080 }')), ['document 2 (GatewayOptions): spec.upstreams.app: expected an address such as 127.0.0.1:8080, or { address, port }; got 8080']);
+  assert.deepEqual(problems(opts('{ app: { port: 80, x: 1 } }')), [
+    'document 2 (GatewayOptions): spec.upstreams.app.address: required',
+    'document 2 (GatewayOptions): spec.upstreams.app.x: unknown field',
+  ]);
+  assert.deepEqual(problems(`${GW(SIMPLE_SERVER)}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: { name: v }\nspec: { gateways: [edge], http: [{ match: [{ uri: { prefix: / } }] }] }\n`), [
+    'document 2 (VirtualService v): spec.hosts: required',
+    'document 2 (VirtualService v): spec.http[0].route: required',
+  ]);
+  const ok = parseGatewayFile(opts('{ app: { address: "::1", port: 80 }, b: "[::1]:81", c: backend.internal }'), 'gw.yaml');
+  assert.deepEqual(ok.options.upstreams, { app: { host: '::1', port: 80 }, b: { host: '::1', port: 81 }, c: { host: 'backend.internal' } });
+});

@@ -77,6 +77,8 @@ function zodProblems(p: Problems, label: string, prefix: ReadonlyArray<PropertyK
       const keys = (i as { keys: string[] }).keys;
       const at = path === '(top level)' ? '' : `${path}.`;
       p.error(label, `${at}${keys.join(', ')}: unknown field${keys.length > 1 ? 's' : ''}`);
+    } else if (i.code === 'invalid_type' && / received undefined$/.test(i.message)) {
+      p.error(label, `${path}: required`);
     } else {
       p.error(label, `${path}: ${i.message}`);
     }
@@ -159,7 +161,8 @@ export function parseGatewayFile(text: string, sourceName = 'gateway file'): Gat
     }
     const k = KINDS[kind as Kind];
     if (!(k.apiVersions as readonly string[]).includes(apiVersion)) {
-      p.error(label, `apiVersion: "${apiVersion}" is not an apiVersion of ${kind}; expected ${k.apiVersions.join(', ')}`);
+      const hint = apiVersion.startsWith('gateway.networking.k8s.io/') ? ' (Kubernetes Gateway API resources are not read; write Istio\'s networking.istio.io kinds)' : '';
+      p.error(label, `apiVersion: "${apiVersion}" is not an apiVersion of ${kind}; expected ${k.apiVersions.join(', ')}${hint}`);
       return;
     }
     if (kind !== 'GatewayOptions' && metadata === undefined) {

@@ -5,12 +5,19 @@ import { destinationHost, durationOrZero, isHostPattern, portNumber } from './ga
 import { ECDH_CURVE_NAMES, SIGNATURE_ALGORITHMS } from './gateway-tls-names.js';
 
 /** An upstream address: `HOST`, `HOST:PORT`, `[IPv6]:PORT` or a bare IPv6 address. Port absent = the route's port. */
+const upstreamObject = z.strictObject({ address: z.string().min(1), port: portNumber.optional() });
 export const upstreamAddress = z
-  .union([
-    z.string(),
-    z.strictObject({ address: z.string().min(1), port: portNumber.optional() }),
-  ])
-  .transform((v, ctx): UpstreamAddress => {
+  .unknown()
+  .superRefine((v, ctx) => {
+    if (typeof v === 'string') return;
+    if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+      for (const issue of upstreamObject.safeParse(v).error?.issues ?? []) ctx.addIssue(issue as never);
+      return;
+    }
+    ctx.addIssue({ code: 'custom', message: `expected an address such as 127.0.0.1:8080, or { address, port }; got ${JSON.stringify(v)}` });
+  })
+  .transform((raw, ctx): UpstreamAddress => {
+    const v = raw as string | z.output<typeof upstreamObject>;
     if (typeof v !== 'string') {
       if (!isIP(v.address) && !isHostPattern(v.address.toLowerCase())) {
         ctx.addIssue({ code: 'custom', path: ['address'], message: `"${v.address}" is not an IP address or host name` });

@@ -29,7 +29,7 @@ apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: { name: wild }
 spec:
-  hosts: ["*.example.test"]
+  hosts: ["*.wild.example.test"]
   gateways: [edge]
   http:
   - route: [{ destination: { host: wild-backend } }]
@@ -132,7 +132,8 @@ test('HTTP routes: host without port, exact VirtualService host over wildcard, f
   assert.equal(router.routeHttp({ port: 8443, server, authority: 'app.example.test', path: '/case/x?debug=0' }), undefined);
 
   // A wildcard host goes to the wildcard VirtualService; another host gets no route.
-  const w = router.routeHttp({ port: 8443, server: router.selectServer(8443, 'a.example.test')!, authority: 'a.example.test', path: '/' })!;
+  assert.equal(router.routeHttp({ port: 8443, server: router.selectServer(8443, 'a.example.test')!, authority: 'a.example.test', path: '/' }), undefined);
+  const w = router.routeHttp({ port: 8443, server: router.selectServer(8443, 'a.wild.example.test')!, authority: 'a.wild.example.test', path: '/' })!;
   assert.equal(w.virtualService.name, 'wild');
   assert.deepEqual(w.destinations[0]!.address, { host: '::1', port: 7000 });
   assert.equal(w.destinations[0]!.port, 7000);
@@ -164,4 +165,41 @@ test('normalizeHost strips ports, brackets and a trailing dot', () => {
   assert.equal(normalizeHost('[::1]:8443'), '::1');
   assert.equal(normalizeHost('::1'), '::1');
   assert.equal(normalizeHost('app.test.'), 'app.test');
+});
+
+test('VirtualServices meeting on one domain (VS host ∩ server host) are merged in file order, as Envoy virtual hosts', () => {
+  const r = new GatewayRouter(
+    parseGatewayFile(
+      `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: { name: g }
+spec:
+  servers: [{ port: { number: 80, name: h, protocol: HTTP }, hosts: [app.test] }]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: any }
+spec:
+  hosts: ["*"]
+  gateways: [g]
+  http: [{ match: [{ uri: { prefix: /a } }], route: [{ destination: { host: a } }] }]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: exact }
+spec:
+  hosts: [app.test]
+  gateways: [g]
+  http: [{ match: [{ uri: { prefix: /b } }], route: [{ destination: { host: b } }] }]
+---
+apiVersion: meshcert.dev/v1
+kind: GatewayOptions
+spec: { upstreams: { a: "127.0.0.1:1", b: "127.0.0.1:2" } }
+`,
+      'merge.yaml',
+    ),
+  );
+  assert.equal(r.routeHttp({ port: 80, authority: 'app.test', path: '/a' })?.virtualService.name, 'any');
+  assert.equal(r.routeHttp({ port: 80, authority: 'app.test', path: '/b' })?.virtualService.name, 'exact');
+  assert.equal(r.routeHttp({ port: 80, authority: 'other.test', path: '/a' }), undefined, 'outside the server hosts');
 });

@@ -74,6 +74,9 @@ export interface StreamRouteResult {
  * Pure routing over a validated gateway file: which server takes a connection (port + SNI), which VirtualService
  * route takes a request (port + Host + path + method + headers), where its destinations are. Built once per
  * config; lookups do no I/O. Host matching ignores the `:port` of Host, as Istio does; exact beats wildcard, `*` last.
+ * As in Istio's gateway virtual hosts, a VirtualService applies to a server through the intersection of their hosts
+ * (VS `*` on server `app.test` serves `app.test`), and VirtualServices meeting on the same domain are merged in
+ * file order (the first matching route wins).
  */
 export class GatewayRouter {
   private readonly servers = new Map<number, ServerRef[]>();
@@ -223,10 +226,17 @@ export class GatewayRouter {
     const ranked: Array<{ vs: GatewayResource<VirtualServiceSpec>; rank: number }> = [];
     for (const vs of this.config.virtualServices) {
       if (vs.spec.http.length === 0) continue;
-      const onServer = servers.some((s) => vs.spec.gateways.includes(s.gateway) && bestHostMatch(s.server.hosts, host) !== undefined);
-      if (!onServer) continue;
-      const hit = bestHostMatch(vs.spec.hosts, host);
-      if (hit !== undefined) ranked.push({ vs, rank: hostSpecificity(hit) });
+      // As Envoy's virtual hosts: the domain is the more specific of the VirtualService host and the server host
+      // (both matching the request's host), and VirtualServices with the same domain are merged in file order.
+      let rank = -1;
+      for (const s of servers) {
+        if (!vs.spec.gateways.includes(s.gateway)) continue;
+        const sh = bestHostMatch(s.server.hosts, host);
+        const vh = bestHostMatch(vs.spec.hosts, host);
+        if (sh === undefined || vh === undefined) continue;
+        rank = Math.max(rank, hostSpecificity(sh), hostSpecificity(vh));
+      }
+      if (rank >= 0) ranked.push({ vs, rank });
     }
     const best = Math.max(-1, ...ranked.map((r) => r.rank));
     const out = ranked.filter((r) => r.rank === best).map((r) => r.vs);

@@ -39,5 +39,6 @@ export type {
 } from './authorization-policy.js';
 export { defaultGatewayOptions } from './gateway-options.js';
 export type { GatewayOptionsSpec, UpstreamAddress, ValidationConfig, PortOptions } from './gateway-options.js';
-export { buildEnvoyBootstrap, clusterName, protoDuration, SDS_CLUSTER_NAME } from './gateway-envoy-bootstrap.js';
+export { buildEnvoyBootstrap, clusterName, protoDuration, SDS_CLUSTER_NAME, WORKLOAD_SDS_CLUSTER_NAME } from './gateway-envoy-bootstrap.js';
 export type { EnvoyBootstrapInput, EnvoyBootstrapResult, EnvoyStaplePolicyName, SdsEndpoint } from './gateway-envoy-bootstrap.js';
+export { bumpConfigSchema, parseBumpConfig, loadBumpConfig, defaultBumpConfig, type BumpConfig, type BumpFilterConfig } from './bump-config.js';
