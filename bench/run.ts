@@ -11,6 +11,7 @@ import { issueBenchmark } from './issue.js';
 import { caBenchmark } from './ca.js';
 import { sdsBenchmark } from './sds.js';
 import { ocspBenchmark } from './ocsp.js';
+import { stapleBenchmark } from './staple.js';
 
 export interface BenchRow {
   figure: string;
@@ -46,7 +47,7 @@ export interface Benchmark {
   run(options: BenchOptions): Promise<BenchReport>;
 }
 
-const BENCHMARKS: Benchmark[] = [issueBenchmark, caBenchmark, ocspBenchmark, sdsBenchmark];
+const BENCHMARKS: Benchmark[] = [issueBenchmark, caBenchmark, ocspBenchmark, sdsBenchmark, stapleBenchmark];
 
 function usage(): string {
   return [

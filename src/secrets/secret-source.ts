@@ -112,6 +112,7 @@ export class SecretSource {
   #reevaluateTimer: NodeJS.Timeout | null = null;
   readonly #staples: StapleSupplier | null;
   #stapleOff: (() => void) | null = null;
+  #trackedSignature: string | null = null;
   #closed = false;
   #generation = 0;
 
@@ -477,15 +478,21 @@ export class SecretSource {
   #trackStaples(): void {
     if (!this.#staples) return;
     const targets: StapleTarget[] = [];
+    const versions: string[] = [];
     for (const e of this.#entries.values()) {
       const seen = new Set<GatewaySecret>();
       for (const fs of [e.served?.fileSecret, e.rejected?.candidate?.fileSecret]) {
         if (!fs?.tls || seen.has(fs)) continue;
         seen.add(fs);
+        versions.push(`${e.name}:${fs.digest}`);
         const leaf = fs.tls.chain[0]!;
         targets.push({ secret: e.name, leaf, issuer: fs.tls.issuer, policy: effectivePolicy(fs.declaredPolicy, leaf), userStaple: fs.tls.staple !== null });
       }
     }
+    // The poll rescans twice a second; tell the supplier only when the versions it should know about changed.
+    const signature = versions.sort().join('\n');
+    if (signature === this.#trackedSignature) return;
+    this.#trackedSignature = signature;
     try {
       this.#staples.track(targets);
     } catch (err) {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../core/index.js';
 import type { Certificate } from '../pki/index.js';
@@ -151,6 +151,27 @@ export class StapleCache {
   /** Throws a MeshError (FILE_WRITE) naming the file when it cannot be written. */
   write(key: string, record: StapleRecord): void {
     writeFileAtomic(this.#file(key), encode(record), { mode: 0o644 });
+  }
+
+  /**
+   * Removes the records of certificates no longer served (not in `keep`) whose last news (staple nextUpdate, last
+   * attempt) is older than `before`: rotated certificates would otherwise pile up. Unreadable files are left alone.
+   * Returns how many were removed.
+   */
+  prune(keep: ReadonlySet<string>, before: Date): number {
+    let removed = 0;
+    for (const [key, r] of this.list()) {
+      if (keep.has(key)) continue;
+      const last = Math.max(r.staple?.nextUpdate?.getTime() ?? 0, r.staple?.fetchedAt.getTime() ?? 0, r.lastAttempt?.at.getTime() ?? 0);
+      if (last >= before.getTime()) continue;
+      try {
+        unlinkSync(this.#file(key));
+        removed++;
+      } catch {
+        /* gone already, or not ours to remove */
+      }
+    }
+    return removed;
   }
 
   /** Every readable record, by key. */

@@ -112,6 +112,7 @@ export class StapleRefresher implements StapleSupplier {
   /** Secrets already told about (no OCSP URL, no issuer), so that each is logged once. */
   readonly #warned = new Set<string>();
   #timer: NodeJS.Timeout | null = null;
+  #prunedAt = -Infinity;
   #running = 0;
   #closed = false;
 
@@ -170,6 +171,7 @@ export class StapleRefresher implements StapleSupplier {
       this.#tracked.set(key, this.#fromCache(key, w, now));
     }
     this.#peeked.clear();
+    this.#prune(now);
     this.#arm();
   }
 
@@ -184,6 +186,7 @@ export class StapleRefresher implements StapleSupplier {
       if (!t.inflight && t.nextAttemptAt.getTime() <= now.getTime()) started.push(this.#start(t));
     }
     await Promise.all(started);
+    this.#prune(this.#clock.now());
     this.#arm();
   }
 
@@ -253,6 +256,18 @@ export class StapleRefresher implements StapleSupplier {
     return true;
   }
 
+  /** At most hourly: drop cache files of certificates not served for a week (see StapleCache.prune). */
+  #prune(now: Date): void {
+    if (!this.#cache || now.getTime() - this.#prunedAt < 3_600_000) return;
+    this.#prunedAt = now.getTime();
+    try {
+      const removed = this.#cache.prune(new Set(this.#tracked.keys()), new Date(now.getTime() - 7 * 86_400_000));
+      if (removed) this.#logger.info({ removed, dir: this.#cache.dir }, 'removed cached OCSP staples of certificates no longer served');
+    } catch (err) {
+      this.#logger.warn({ err: describeError(err) }, 'cannot prune the OCSP staple cache');
+    }
+  }
+
   #peek(key: string): StapleRecord | null {
     if (!this.#cache) return null;
     if (!this.#peeked.has(key)) this.#peeked.set(key, this.#cache.read(key));
@@ -290,6 +305,9 @@ export class StapleRefresher implements StapleSupplier {
 
   #start(t: Tracked): Promise<void> {
     const p = this.#attempt(t).catch((err: unknown) => {
+      // A bug, not a responder failure; still back off, or the timer would spin on an attempt that is always due.
+      t.failures++;
+      t.nextAttemptAt = new Date(this.#clock.now().getTime() + retryDelayMs(t.failures, this.#random, this.#schedule));
       this.#logger.error({ secrets: [...t.secrets], err: describeError(err) }, 'OCSP staple fetch failed unexpectedly');
     });
     t.inflight = p.finally(() => {

@@ -96,11 +96,13 @@ function standing(der: Buffer | null, leaf: Certificate, issuer: Certificate, at
 export function chooseStaple(input: { leaf: Certificate; issuer: Certificate; user: Buffer | null; fetched: Buffer | null; at: Date }): 'user' | 'fetched' {
   const { leaf, issuer, at } = input;
   if (!input.fetched) return 'user';
+  const f = standing(input.fetched, leaf, issuer, at);
+  // A fetched staple was verified when it arrived; one that does not verify now (a tampered cache file, another
+  // issuer) is never worse than none: ignore it.
+  if (f.rank <= 1) return 'user';
   if (!input.user) return 'fetched';
   const u = standing(input.user, leaf, issuer, at);
-  const f = standing(input.fetched, leaf, issuer, at);
   if (f.rank !== u.rank) return f.rank > u.rank ? 'fetched' : 'user';
   if (f.rank === 3) return f.thisUpdate >= u.thisUpdate ? 'fetched' : 'user';
-  if (f.rank === 2) return f.nextUpdate >= u.nextUpdate ? 'fetched' : 'user';
-  return 'fetched';
+  return f.nextUpdate >= u.nextUpdate ? 'fetched' : 'user';
 }

@@ -20,7 +20,7 @@ import {
 import type { ServeConfig } from '../config/index.js';
 import { serveRunsCa } from '../config/serve-config.js';
 import { GatewaySecretProvider, SdsMetrics, SdsServer, sdsServerCredentials } from '../sds/index.js';
-import { SecretSource, registerSecretMetrics } from '../secrets/index.js';
+import { SecretSource, StapleCache, StapleMetrics, StapleRefresher, registerSecretMetrics } from '../secrets/index.js';
 import { ErrorCodes, MeshError, describeError, silentLogger, systemClock, type Clock, type Logger } from '../core/index.js';
 import { firstStartToken, type FirstToken } from './first-token.js';
 import { BatchingLedger, openLedger, type Ledger } from '../store/index.js';
@@ -193,6 +193,7 @@ export class ControlPlane {
   #crl: CrlPublisher | null = null;
   #revoker: Revoker | null = null;
   #secretSource: SecretSource | null = null;
+  #staples: StapleRefresher | null = null;
   #sds: SdsServer | null = null;
   /** The SDS listener's own serving certificate, when grpc is off but the CA runs (with grpc on, its one is shared). */
   #sdsServing: ServingCertificate | null = null;
@@ -208,6 +209,11 @@ export class ControlPlane {
   /** The gateway secrets served over SDS, when sds is on. */
   get secretSource(): SecretSource | null {
     return this.#secretSource;
+  }
+
+  /** OCSP staple fetching for the gateway secrets, when sds is on and sds.staples.fetch is not off. */
+  get stapleRefresher(): StapleRefresher | null {
+    return this.#staples;
   }
 
   /** The SDS server, when sds is on. */
@@ -399,11 +405,28 @@ export class ControlPlane {
    */
   async #startSds(config: ServeConfig, dataDir: string, logger: Logger, clock: Clock): Promise<void> {
     const sds = config.sds!;
+    // Staples fetched from the certificates' responders, cached in DATA-DIR/ocsp-staples (see staple-refresher.ts).
+    const fetch = sds.staples?.fetch ?? 'wanted';
+    let staples: StapleRefresher | null = null;
+    if (fetch !== 'off') {
+      const stapleMetrics = new StapleMetrics(this.metrics.registry, () => staples?.states() ?? [], () => clock.now());
+      staples = this.#staples = new StapleRefresher({
+        cache: StapleCache.forDataDir(dataDir),
+        clock,
+        logger,
+        scope: fetch,
+        observer: stapleMetrics,
+        ...(sds.staples?.nonce !== undefined ? { nonce: sds.staples.nonce } : {}),
+        ...(sds.staples?.timeout !== undefined ? { timeoutMs: sds.staples.timeout } : {}),
+        ...(sds.staples?.maxRetryInterval !== undefined ? { schedule: { retryMaxMs: sds.staples.maxRetryInterval } } : {}),
+      });
+    }
     const source = (this.#secretSource = SecretSource.open({
       paths: [sds.secrets],
       clock,
       logger,
       ...(sds.ocspPolicies ? { policies: sds.ocspPolicies } : {}),
+      ...(staples ? { staples } : {}),
     }));
     registerSecretMetrics(this.metrics.registry, source, () => clock.now());
     const metrics = new SdsMetrics(this.metrics.registry);
@@ -544,6 +567,7 @@ export class ControlPlane {
     if (this.#http) tasks.push(this.#http.close(this.#graceMs));
     if (this.#admin) tasks.push(this.#admin.close(this.#graceMs));
     await Promise.all(tasks);
+    this.#staples?.close();
     this.#secretSource?.close();
     this.#ocsp?.stop();
     this.#crl?.stop();

@@ -273,6 +273,32 @@ describe('staples fetched and refreshed by meshcert', () => {
     assert.match(text, /staple fetching \(http:\/\/127\.0\.0\.1:\d+\/ocsp\): last fetch \S+: good; next refresh \S+/);
   });
 
+  test('an attempt that throws (a bug, not the responder) backs off instead of spinning, and keeps the staple', async () => {
+    const l = await leaf(`boom${n}`);
+    responder.mode = { kind: 'answer' };
+    let calls = 0;
+    let explode = false;
+    const { fetchStaple } = await import('../../src/secrets/index.js');
+    const r = rig(manifestYaml({ name: 'gw', policy: 'PREFERRED', data: data(l) }), {
+      fetch: async (o) => {
+        calls++;
+        if (explode) throw new Error('boom');
+        return fetchStaple(o);
+      },
+    });
+    await r.refresher.runDue();
+    const staple = served(r, 'gw').secret.tls!.staple!;
+    explode = true;
+    await r.refresher.refreshNow();
+    await r.refresher.runDue();
+    assert.equal(calls, 2, 'not retried at once');
+    const st = r.refresher.stateOf('gw')!;
+    assert.equal(st.consecutiveFailures, 1);
+    assert.ok(st.nextAttemptAt.getTime() > clock.now().getTime());
+    assert.ok(served(r, 'gw').secret.tls!.staple!.equals(staple));
+    assert.ok(r.logs.some((x) => x.level === 50 && /failed unexpectedly/.test(x.msg)));
+  });
+
   test('a certificate without an OCSP URL is not fetched, and a MANDATORY one says so once', async () => {
     const l = await ca.issueServer([`nourl${n}.example.com`]);
     const r = rig(manifestYaml({ name: 'plain', policy: 'MANDATORY', data: data(l) }));
