@@ -19,6 +19,8 @@ command -v python3 >/dev/null || need+=(python3)
 /usr/bin/python3 -c 'import google.protobuf' >/dev/null 2>&1 || need+=(python3-protobuf)
 command -v protoc >/dev/null || need+=(protobuf-compiler)
 [ -f /usr/include/google/protobuf/struct.proto ] || need+=(libprotobuf-dev)
+# `openssl ocsp -port` binds every interface: the staple tests keep it in a private network namespace (ip, unshare).
+command -v ip >/dev/null || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${need[*]}; install them (apt-get install -y ${need[*]}) or run as root" >&2
