@@ -12,6 +12,7 @@ import { caBenchmark } from './ca.js';
 import { sdsBenchmark } from './sds.js';
 import { ocspBenchmark } from './ocsp.js';
 import { stapleBenchmark } from './staple.js';
+import { rotationBenchmark } from './rotation.js';
 
 export interface BenchRow {
   figure: string;
@@ -47,7 +48,7 @@ export interface Benchmark {
   run(options: BenchOptions): Promise<BenchReport>;
 }
 
-const BENCHMARKS: Benchmark[] = [issueBenchmark, caBenchmark, ocspBenchmark, sdsBenchmark, stapleBenchmark];
+const BENCHMARKS: Benchmark[] = [issueBenchmark, caBenchmark, ocspBenchmark, sdsBenchmark, stapleBenchmark, rotationBenchmark];
 
 function usage(): string {
   return [

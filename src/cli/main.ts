@@ -9,6 +9,7 @@ import { ocspCommand } from './commands/ocsp.js';
 import { secretCommand } from './commands/secret.js';
 import { demoCommand } from './commands/demo.js';
 import { serveCommand } from './commands/serve.js';
+import { agentCommand } from './commands/agent.js';
 import { envoyConfigCommand } from './commands/envoy-config.js';
 
 export function buildProgram(): Command {
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
     .configureHelp({ sortSubcommands: false });
   program.addCommand(demoCommand());
   program.addCommand(serveCommand());
+  program.addCommand(agentCommand());
   program.addCommand(envoyConfigCommand());
   program.addCommand(caCommand());
   program.addCommand(certCommand());
