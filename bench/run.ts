@@ -13,6 +13,7 @@ import { sdsBenchmark } from './sds.js';
 import { ocspBenchmark } from './ocsp.js';
 import { stapleBenchmark } from './staple.js';
 import { rotationBenchmark } from './rotation.js';
+import { bumpBenchmark } from './bump.js';
 
 export interface BenchRow {
   figure: string;
@@ -48,7 +49,7 @@ export interface Benchmark {
   run(options: BenchOptions): Promise<BenchReport>;
 }
 
-const BENCHMARKS: Benchmark[] = [issueBenchmark, caBenchmark, ocspBenchmark, sdsBenchmark, stapleBenchmark, rotationBenchmark];
+const BENCHMARKS: Benchmark[] = [issueBenchmark, caBenchmark, ocspBenchmark, sdsBenchmark, stapleBenchmark, rotationBenchmark, bumpBenchmark];
 
 function usage(): string {
   return [

@@ -11,6 +11,7 @@ import { demoCommand } from './commands/demo.js';
 import { serveCommand } from './commands/serve.js';
 import { agentCommand } from './commands/agent.js';
 import { envoyConfigCommand } from './commands/envoy-config.js';
+import { bumpCommand } from './commands/bump.js';
 
 export function buildProgram(): Command {
   const program = new Command('meshcert')
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
   program.addCommand(serveCommand());
   program.addCommand(agentCommand());
   program.addCommand(envoyConfigCommand());
+  program.addCommand(bumpCommand());
   program.addCommand(caCommand());
   program.addCommand(certCommand());
   program.addCommand(crlCommand());

@@ -53,8 +53,9 @@ export const bumpConfigSchema = z.strictObject({
       onInvalidCertificate: z.enum(['mimic-error', 'refuse']).default('mimic-error'),
       connectTimeout: duration.default(10_000),
       transparentPort: z.number().int().min(1).max(65535).default(443),
+      reuseVerifiedFor: duration.default(60_000),
     })
-    .default({ resolve: {}, onInvalidCertificate: 'mimic-error', connectTimeout: 10_000, transparentPort: 443 }),
+    .default({ resolve: {}, onInvalidCertificate: 'mimic-error', connectTimeout: 10_000, transparentPort: 443, reuseVerifiedFor: 60_000 }),
   splice: z.array(hostPattern).default([]),
   bump: z.array(hostPattern).default([]),
   defaultAction: z.enum(['bump', 'splice']).default('bump'),

@@ -1,0 +1,21 @@
+// The public face of TLS bumping: the cli imports only this file. User filter modules import their types from here.
+export { BumpProxy } from './bump-proxy.js';
+export type { BumpProxyOptions, HostPort } from './bump-proxy.js';
+export { initBumpCa, loadBumpCa, untrustedCa, trustInstructions, bumpCaPaths } from './bump-ca.js';
+export type { BumpCa, InitBumpCaOptions } from './bump-ca.js';
+export { accessRule, headerFilter, loadFilterModule, runRequestFilters, runResponseFilters } from './bump-filters.js';
+export type { BumpFilter, BumpHttpRequest, BumpHttpResponse, FilterVerdict, RequestMatch } from './bump-filters.js';
+export { SpliceRules } from './splice-rules.js';
+export type { BumpAction, SpliceRulesOptions } from './splice-rules.js';
+export { MimicMinter } from './mimic-minter.js';
+export type { MimicCertificate, MimicMinterOptions } from './mimic-minter.js';
+export { KeyPool } from './key-pool.js';
+export type { PooledKey, KeyPoolOptions, BlankContext } from './key-pool.js';
+export { LruCache } from './mimic-cache.js';
+export { readUpstreamCertificate, hasSubjectAltName } from './upstream-certificate.js';
+export type { UpstreamCertificateInfo } from './upstream-certificate.js';
+export { connectUpstreamTls, connectUpstreamRaw, fixedAddressResolver } from './upstream-connector.js';
+export type { UpstreamResolver, UpstreamTls, UpstreamCertificateProblem } from './upstream-connector.js';
+export { AuditLog } from './audit-log.js';
+export type { AuditRecord, AuditSink } from './audit-log.js';
+export { BumpMetrics } from './bump-metrics.js';
