@@ -11,9 +11,10 @@ import { issueBenchmark } from './issue.js';
 import { caBenchmark } from './ca.js';
 import { sdsBenchmark } from './sds.js';
 import { ocspBenchmark } from './ocsp.js';
-import { stapleBenchmark } from './staple.js';
-import { rotationBenchmark } from './rotation.js';
 import { bumpBenchmark } from './bump.js';
+import { gatewayBenchmark } from './gateway.js';
+import { rotationBenchmark } from './rotation.js';
+import { stapleBenchmark } from './staple.js';
 
 export interface BenchRow {
   figure: string;
@@ -49,7 +50,7 @@ export interface Benchmark {
   run(options: BenchOptions): Promise<BenchReport>;
 }
 
-const BENCHMARKS: Benchmark[] = [issueBenchmark, caBenchmark, ocspBenchmark, sdsBenchmark, stapleBenchmark, rotationBenchmark, bumpBenchmark];
+const BENCHMARKS: Benchmark[] = [issueBenchmark, caBenchmark, ocspBenchmark, sdsBenchmark, rotationBenchmark, gatewayBenchmark, bumpBenchmark, stapleBenchmark];
 
 function usage(): string {
   return [

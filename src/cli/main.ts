@@ -10,6 +10,7 @@ import { secretCommand } from './commands/secret.js';
 import { demoCommand } from './commands/demo.js';
 import { serveCommand } from './commands/serve.js';
 import { agentCommand } from './commands/agent.js';
+import { gatewayCommand } from './commands/gateway.js';
 import { envoyConfigCommand } from './commands/envoy-config.js';
 import { bumpCommand } from './commands/bump.js';
 
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
   program.addCommand(demoCommand());
   program.addCommand(serveCommand());
   program.addCommand(agentCommand());
+  program.addCommand(gatewayCommand());
   program.addCommand(envoyConfigCommand());
   program.addCommand(bumpCommand());
   program.addCommand(caCommand());

@@ -11,6 +11,7 @@ import type {
   AuthorizationSource,
   GatewayResource,
 } from '../config/index.js';
+import type { ConnectionContext } from './connection-context.js';
 
 /** What a request looks like to a policy. */
 export interface RequestFacts {
@@ -199,4 +200,44 @@ export class AuthorizationEngine {
 /** `spiffe://td/ns/a/sa/b` → `td/ns/a/sa/b`, the form Istio's principals use; '' for none. */
 export function principalOf(spiffeId: string | undefined): string {
   return spiffeId ? spiffeId.replace(/^spiffe:\/\//, '') : '';
+}
+
+const ALLOWED: AuthorizationVerdict = Object.freeze({ allowed: true }) as AuthorizationVerdict;
+
+/** Evaluates one HTTP request of a connection; free when the gateway file has no AuthorizationPolicy. */
+export function authorizeRequest(
+  engine: AuthorizationEngine,
+  ctx: ConnectionContext,
+  authority: string,
+  path: string,
+  method: string,
+  headers: Readonly<Record<string, string | string[] | undefined>>,
+): AuthorizationVerdict {
+  if (engine.empty) return ALLOWED;
+  return engine.evaluate({
+    principal: principalOf(ctx.peer?.spiffeId),
+    remoteAddress: ctx.remoteAddress,
+    port: ctx.listenerPort,
+    host: hostWithoutPort(authority),
+    path: pathWithoutQuery(path),
+    method,
+    sni: ctx.serverName,
+    headers,
+  });
+}
+
+/** `Host`/`:authority` without its port, lower case (`[::1]:8443` → `[::1]`), as policies match hosts. */
+export function hostWithoutPort(authority: string): string {
+  const a = authority.toLowerCase();
+  if (a.startsWith('[')) {
+    const end = a.indexOf(']');
+    return end < 0 ? a : a.slice(0, end + 1);
+  }
+  const colon = a.lastIndexOf(':');
+  return colon < 0 ? a : a.slice(0, colon);
+}
+
+function pathWithoutQuery(path: string): string {
+  const q = path.indexOf('?');
+  return q < 0 ? path : path.slice(0, q);
 }

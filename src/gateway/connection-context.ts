@@ -14,6 +14,8 @@ export interface ConnectionContext {
   peer: PeerIdentity | undefined;    // present only when a client certificate was verified
   /** Issue #9: async validators' verdict; the proxy sends nothing upstream until it settles; a denial → 403. */
   admission: Promise<Admission> | undefined;
+  /** The gateway's own URI SANs on this connection (ISTIO_MUTUAL: its SPIFFE ID), for XFCC's `By=`. */
+  localUriSans?: string[];
 }
 
 export interface PeerIdentity { chain: Certificate[]; spiffeId: string | undefined; }
