@@ -13,6 +13,7 @@ import { sdsBenchmark } from './sds.js';
 import { ocspBenchmark } from './ocsp.js';
 import { bumpBenchmark } from './bump.js';
 import { gatewayBenchmark } from './gateway.js';
+import { validationBenchmark } from './validation.js';
 import { rotationBenchmark } from './rotation.js';
 import { stapleBenchmark } from './staple.js';
 
@@ -50,7 +51,7 @@ export interface Benchmark {
   run(options: BenchOptions): Promise<BenchReport>;
 }
 
-const BENCHMARKS: Benchmark[] = [issueBenchmark, caBenchmark, ocspBenchmark, sdsBenchmark, rotationBenchmark, gatewayBenchmark, bumpBenchmark, stapleBenchmark];
+const BENCHMARKS: Benchmark[] = [issueBenchmark, caBenchmark, ocspBenchmark, sdsBenchmark, rotationBenchmark, gatewayBenchmark, validationBenchmark, bumpBenchmark, stapleBenchmark];
 
 function usage(): string {
   return [

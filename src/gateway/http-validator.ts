@@ -29,8 +29,8 @@ export class HttpValidator implements PeerValidator {
     this.#url = new URL(options.url);
     this.#agent =
       this.#url.protocol === 'https:'
-        ? new HttpsAgent({ keepAlive: true, maxSockets: 64, ...(options.ca ? { ca: options.ca } : {}) })
-        : new HttpAgent({ keepAlive: true, maxSockets: 64 });
+        ? new HttpsAgent({ keepAlive: true, maxSockets: 1024, ...(options.ca ? { ca: options.ca } : {}) })
+        : new HttpAgent({ keepAlive: true, maxSockets: 1024 });
   }
 
   async validate(input: ValidationInput): Promise<ValidatorResult> {
