@@ -7,7 +7,7 @@ import type { ChannelCredentials } from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
 import { loadGatewayFile, type GatewayFileConfig } from '../config/index.js';
 import { describeError, silentLogger, systemClock, type Clock, type Logger } from '../core/index.js';
-import { SecretSource, type OcspPolicy } from '../secrets/index.js';
+import { SecretSource, StapleCache, StapleMetrics, StapleRefresher, type OcspPolicy } from '../secrets/index.js';
 import { SdsClient } from '../sds/index.js';
 import { AdminServer } from './admin-server.js';
 import type { Admission, ConnectionContext, ConnectionHandler } from './connection-context.js';
@@ -51,6 +51,13 @@ export interface GatewayOptions {
    * synchronous checks (read at each connection, so it may follow reloads through `gateway.config`).
    */
   admit?: (server: ServerPlan, ctx: ConnectionContext, gateway: Gateway) => Promise<Admission> | undefined;
+  /**
+   * With a secrets folder: fetch the certificates' OCSP staples from their responders and keep them fresh, as
+   * `meshcert serve` does (`wanted`: certificates with a policy, must-staple or a staple of their own; `all`; `off`).
+   * Default `off` here; the command turns it on. Fetched staples are cached in DATA-DIR/ocsp-staples when `dataDir` is given.
+   */
+  fetchStaples?: 'wanted' | 'all' | 'off';
+  dataDir?: string;
   /** Watch the file (fs.watch + a poll). Default true. */
   watch?: boolean;
   pollIntervalMs?: number;
@@ -92,6 +99,7 @@ export class Gateway {
   #closed = false;
   #reloading: Promise<boolean> | null = null;
   #secretSource: SecretSource | null = null;
+  #staples: StapleRefresher | null = null;
   readonly #upstreamCache = new Map<string, { key: string; value: UpstreamCredential }>();
   /** Issue #9: the asynchronous validators of each server port, from GatewayOptions.validation. */
   #validation = new Map<number, PeerValidationPipeline>();
@@ -115,7 +123,24 @@ export class Gateway {
     this.#validation = this.#buildValidation(config);
     const c = options.credentials;
     if ('secrets' in c) {
-      this.#secretSource = SecretSource.open({ paths: c.secrets, clock: this.#clock, logger: this.#logger, ...(c.policies ? { policies: c.policies } : {}) });
+      const fetch = options.fetchStaples ?? 'off';
+      if (fetch !== 'off') {
+        const observer = new StapleMetrics(this.metrics.registry, () => this.#staples?.states() ?? [], () => this.#clock.now());
+        this.#staples = new StapleRefresher({
+          cache: options.dataDir ? StapleCache.forDataDir(options.dataDir) : null,
+          clock: this.#clock,
+          logger: this.#logger,
+          scope: fetch,
+          observer,
+        });
+      }
+      this.#secretSource = SecretSource.open({
+        paths: c.secrets,
+        clock: this.#clock,
+        logger: this.#logger,
+        ...(c.policies ? { policies: c.policies } : {}),
+        ...(this.#staples ? { staples: this.#staples } : {}),
+      });
       this.store = new SecretsCredentialStore(this.#secretSource);
     } else {
       const client = new SdsClient({
@@ -368,6 +393,7 @@ export class Gateway {
     await this.#admin?.close();
     this.store.close();
     this.#secretSource?.close();
+    this.#staples?.close();
   }
 
   #describeServing(c: ServingCredential): Record<string, unknown> {

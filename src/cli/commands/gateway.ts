@@ -6,6 +6,7 @@ import { listenAddress } from '../../config/index.js';
 import { createLogger, describeError, ErrorCodes, MeshError } from '../../core/index.js';
 import { Gateway, type CredentialSourceOptions } from '../../gateway/index.js';
 import { sdsClientCredentials } from '../../sds/index.js';
+import { resolveDataDir } from '../data-dir.js';
 import { printText, usageError } from '../output.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -21,6 +22,8 @@ interface GatewayFlags {
   adminListen?: string;
   bind?: string;
   logLevel?: string;
+  dataDir?: string;
+  fetchStaples: 'wanted' | 'all' | 'off';
 }
 
 function readPem(path: string, flag: string): string {
@@ -64,6 +67,12 @@ export function gatewayCommand(): Command {
     .option('--sds-server-name <name>', 'the name to verify in the SDS server certificate, when not the host of --sds')
     .option('--admin-listen <host:port>', "admin listener (/metrics, /healthz, /config_dump); overrides GatewayOptions' admin.listen")
     .option('--bind <address>', 'address for servers without `bind` (default 0.0.0.0)')
+    .addOption(
+      new Option('--fetch-staples <which>', 'with --secrets: fetch OCSP staples from the certificates\' responders and keep them fresh (wanted: a policy, must-staple or an own staple)')
+        .choices(['wanted', 'all', 'off'])
+        .default('wanted'),
+    )
+    .option('--data-dir <dir>', 'where fetched staples are cached (DATA-DIR/ocsp-staples; default: $MESHCERT_DATA_DIR or ./.meshcert)')
     .addOption(new Option('--log-level <level>', 'log level of the JSON log on stderr (default: $MESHCERT_LOG_LEVEL or info)').choices([...LOG_LEVELS]))
     .addHelpText(
       'after',
@@ -73,7 +82,8 @@ SNI the "*" server or the port's first), then runs TLS with that server's own ve
 signature algorithms and client-certificate settings; PASSTHROUGH servers splice the bytes to the tls route's
 destination by SNI. Certificates: secret NAME for credentialName NAME (its CA side, or NAME-cacert, verifies
 MUTUAL clients); ISTIO_MUTUAL uses SDS "default" and "ROOTCA" (with --secrets: the secret named default).
-OCSP staples follow the kubernetes.io/ocsp-policy annotation (DESIGN.md's table). The file and the secrets are
+OCSP staples follow the kubernetes.io/ocsp-policy annotation (DESIGN.md's table); with --secrets they are fetched
+from the certificates' responders and refreshed at half their validity (cached in DATA-DIR/ocsp-staples). The file and the secrets are
 watched: changes apply to new connections without a restart; a file that does not load keeps the running
 configuration and logs why. Access logs are JSON lines on stderr. Stops on SIGINT or SIGTERM (exit 0).`,
     )
@@ -94,7 +104,15 @@ configuration and logs why. Access logs are JSON lines on stderr. Stops on SIGIN
       process.once('SIGTERM', stopSignal);
       let gw: Gateway | undefined;
       try {
-        gw = await Gateway.start({ file: opts.file, credentials, adminListen: admin, logger, ...(opts.bind ? { defaultBind: opts.bind } : {}) });
+        gw = await Gateway.start({
+          file: opts.file,
+          credentials,
+          adminListen: admin,
+          logger,
+          fetchStaples: opts.fetchStaples,
+          dataDir: resolveDataDir(opts.dataDir),
+          ...(opts.bind ? { defaultBind: opts.bind } : {}),
+        });
         const lines = [`meshcert gateway: ${opts.file}, certificates from ${'secrets' in credentials ? `secrets folder ${credentials.secrets.join(', ')}` : `SDS ${credentials.sds.target}`}`];
         for (const l of (gw.configDump().listeners as Array<{ port: number; boundPort: number; bind: string; servers: Array<{ id: string; mode: string; hosts: string[] }> }>)) {
           lines.push(`  port ${l.port} on ${l.bind}:${l.boundPort}: ${l.servers.map((s) => `${s.id} ${s.mode} [${s.hosts.join(', ')}]`).join('; ')}`);
