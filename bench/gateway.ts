@@ -23,6 +23,7 @@ import { gatewayPki, makeStaple, manifestYaml } from '../test/sds/secret-fixture
 import type { TlsLoadResult, TlsLoadSpec } from './gateway-load-client.js';
 import { freePort } from './free-port.js';
 import type { BenchOptions, BenchReport, BenchRow, Benchmark } from './run.js';
+import { runTool as exec } from './run-tool.js';
 
 const REPO = fileURLToPath(new URL('../', import.meta.url));
 const LOAD_CLIENT = join(REPO, 'bench', 'gateway-load-client.ts');
@@ -50,17 +51,6 @@ interface Measurement {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function exec(cmd: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', (err) => resolve({ code: null, stdout, stderr: `${stderr}${err.message}` }));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 function cpuOf(pid: number): number {
   try {

@@ -33,6 +33,7 @@ import {
 } from '../src/pki/index.js';
 import { BatchingLedger, SqliteLedger, type Ledger, type NewLedgerEntry } from '../src/store/index.js';
 import type { BenchOptions, BenchReport, BenchRow, Benchmark } from './run.js';
+import { runTool } from './run-tool.js';
 
 const DAY = 86_400_000;
 const TRUST_DOMAIN = 'cluster.local';
@@ -99,17 +100,6 @@ interface OpensslSpeed {
   output: string;
 }
 
-function runTool(cmd: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', (err) => resolve({ code: null, stdout, stderr: `${stderr}${err.message}` }));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 /** `openssl speed -seconds N ecdsap256`: one core, sign then verify; the last table line has sign/s and verify/s. */
 async function opensslSpeed(seconds: number): Promise<OpensslSpeed> {

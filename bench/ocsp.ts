@@ -28,6 +28,7 @@ import { openLedger } from '../src/store/index.js';
 import type { LoadResult, LoadSpec } from './ocsp-load-client.js';
 import { renderTable, type BenchOptions, type BenchReport, type BenchRow, type Benchmark } from './run.js';
 import { freePort } from './free-port.js';
+import { runTool as exec } from './run-tool.js';
 
 const REPO = fileURLToPath(new URL('../', import.meta.url));
 const LOAD_CLIENT = join(REPO, 'bench', 'ocsp-load-client.ts');
@@ -66,17 +67,6 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-function exec(cmd: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', (err) => resolve({ code: null, stdout, stderr: `${stderr}${err.message}` }));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 async function has(cmd: string, args: string[]): Promise<boolean> {
   return (await exec(cmd, args)).code === 0;
