@@ -105,6 +105,8 @@ export class RegistrationAuthority {
     const started = performance.now();
     const audit: AuditDetails = { ...(ctx.remoteAddress ? { remoteAddress: ctx.remoteAddress } : {}) };
     let caller: CallerWithCommit | null = null;
+    // Kept so that a refusal can record what was asked (read only then: authorizeCsr reads the SANs on success).
+    let parsed: Csr | null = null;
     try {
       const csrPem = typeof req?.csrPem === 'string' ? req.csrPem : '';
       audit.csrBytes = Buffer.byteLength(csrPem, 'utf8');
@@ -123,8 +125,7 @@ export class RegistrationAuthority {
 
       const ttlMs = requestedTtlMs(req.validitySeconds);
       const csr = Csr.parse(csrPem, 'CSR');
-      // Read for audit before judging, so a refusal records what was asked.
-      audit.requested = safeRequestedNames(csr);
+      parsed = csr;
       const authorized = authorizeCsr(csr, caller, this.dnsGrants);
       audit.requested = authorized.requested;
 
@@ -166,6 +167,7 @@ export class RegistrationAuthority {
       };
     } catch (err) {
       const error = this.#normalize(err);
+      if (parsed && !audit.requested) audit.requested = safeRequestedNames(parsed);
       // After a failed 'csr-allowed' write this records the withheld certificate too (audit.granted), if it can.
       // A refused credential still says which kind it was (the authenticators put their method in details).
       if (!caller && typeof error.details?.method === 'string') audit.method = error.details.method;
