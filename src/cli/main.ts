@@ -17,7 +17,7 @@ import { bumpCommand } from './commands/bump.js';
 export function buildProgram(): Command {
   const program = new Command('meshcert')
     .description(
-      'The certificate system of a service mesh: a mesh CA with SPIFFE identities, revocation (CRL, OCSP), and offline PKI tools.',
+      'The certificate system of a service mesh: a mesh CA with SPIFFE identities, revocation (CRL, OCSP), OCSP staples kept fresh, Envoy SDS, a workload agent, a TLS gateway, a TLS-bumping egress proxy, and offline PKI tools.',
     )
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')

@@ -57,7 +57,7 @@ function credentialSource(o: GatewayFlags): CredentialSourceOptions {
 
 export function gatewayCommand(): Command {
   return new Command('gateway')
-    .description('run the TLS gateway: Istio Gateway/VirtualService/DestinationRule resources, certificates from a secrets folder or SDS, OCSP stapling, mTLS with CRLs, HTTP/1.1 and HTTP/2 proxying')
+    .description('run the TLS gateway: Istio Gateway/VirtualService/DestinationRule resources, certificates from a secrets folder or SDS, OCSP stapling, mTLS with CRLs, async client validation, AuthorizationPolicy, HTTP/1.1 and HTTP/2 proxying')
     .requiredOption('-f, --file <file>', 'the gateway file: Gateway, VirtualService, DestinationRule, AuthorizationPolicy and GatewayOptions documents (watched)')
     .option('--secrets <dir...>', 'secrets folder(s): Kubernetes Secret manifests and/or mounted secret folders (watched)')
     .option('--sds <target>', 'SDS server: unix:PATH (plain gRPC) or HOST:PORT (TLS, with --sds-ca)')
@@ -83,7 +83,9 @@ signature algorithms and client-certificate settings; PASSTHROUGH servers splice
 destination by SNI. Certificates: secret NAME for credentialName NAME (its CA side, or NAME-cacert, verifies
 MUTUAL clients); ISTIO_MUTUAL uses SDS "default" and "ROOTCA" (with --secrets: the secret named default).
 OCSP staples follow the kubernetes.io/ocsp-policy annotation (DESIGN.md's table); with --secrets they are fetched
-from the certificates' responders and refreshed at half their validity (cached in DATA-DIR/ocsp-staples). The file and the secrets are
+from the certificates' responders and refreshed at half their validity (cached in DATA-DIR/ocsp-staples).
+MUTUAL clients may be checked further by GatewayOptions.validation (their OCSP responder, an HTTP policy service)
+before any request goes upstream, and every HTTP request by the file's AuthorizationPolicies (DENY, then ALLOW). The file and the secrets are
 watched: changes apply to new connections without a restart; a file that does not load keeps the running
 configuration and logs why. Access logs are JSON lines on stderr. Stops on SIGINT or SIGTERM (exit 0).`,
     )
