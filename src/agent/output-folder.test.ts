@@ -28,8 +28,11 @@ test('each version is a folder swapped in through ..data; the file names are sym
   assert.notEqual(second, first);
   assert.equal(realpathSync(join(out, OUTPUT_FILES.key)), join(out, second, OUTPUT_FILES.key));
   assert.deepEqual(folder.read(), v(2));
-  // The superseded version is gone; only ..data, the current folder and the three links remain.
-  assert.deepEqual(readdirSync(out).sort(), [DATA_LINK, second, ...Object.values(OUTPUT_FILES)].sort());
+  // The version just replaced stays for a reader that resolved ..data before the swap; the one before it is gone.
+  assert.deepEqual(readdirSync(out).sort(), [DATA_LINK, first, second, ...Object.values(OUTPUT_FILES)].sort());
+  const third = folder.write(v(3));
+  assert.deepEqual(readdirSync(out).sort(), [DATA_LINK, second, third, ...Object.values(OUTPUT_FILES)].sort());
+  assert.deepEqual(folder.read(), v(3));
 });
 
 test('plain files from `cert request` are replaced by the links; crash leftovers are removed at the next start', () => {

@@ -40,8 +40,9 @@ export interface OutputContents {
  *
  * A new version is written and fsynced in its own folder, then `..data` is replaced by one rename(2) of a new
  * symlink over it: every path under OUT switches at the same instant, and a crash at any point leaves either the
- * old version or the new one. Older version folders are removed after the swap (and leftovers of a crash at the
- * next start). A reader that opens several files should resolve OUT/..data once and read them from there.
+ * old version or the new one. The version just replaced stays until the next swap, so that a reader that resolved
+ * `..data` a moment before still reads a whole version; older ones are removed after the swap (and leftovers of a
+ * crash at the next start). A reader that opens several files should resolve OUT/..data once and read them there.
  */
 export class OutputFolder {
   readonly dir: string;
@@ -89,6 +90,7 @@ export class OutputFolder {
   write(contents: OutputContents, at: Date = new Date()): string {
     const name = `..${at.toISOString().replace(/:/g, '-')}.${randomBytes(3).toString('hex')}`;
     const versionDir = join(this.dir, name);
+    const previous = this.#current();
     try {
       mkdirSync(versionDir, { mode: 0o755 });
       writeDurably(join(versionDir, OUTPUT_FILES.certChain), contents.certChainPem, 0o644);
@@ -107,12 +109,12 @@ export class OutputFolder {
       if (this.#current() !== name) rmSync(versionDir, { recursive: true, force: true });
       throw new MeshError(ErrorCodes.FILE_WRITE, `--out-dir ${this.dir}: cannot write the new certificate files: ${whyOf(err)}`, { subject: this.dir, cause: err });
     }
-    this.#removeStale(name);
+    this.#removeStale(name, previous);
     return name;
   }
 
-  /** Removes version folders other than `keep` (crash leftovers and superseded versions). */
-  #removeStale(keep: string | null): void {
+  /** Removes version folders other than those kept (crash leftovers and superseded versions). */
+  #removeStale(keep: string | null, alsoKeep: string | null = null): void {
     let names: string[];
     try {
       names = readdirSync(this.dir);
@@ -120,7 +122,7 @@ export class OutputFolder {
       return;
     }
     for (const n of names) {
-      if (!n.startsWith('..') || n === DATA_LINK || n === keep) continue;
+      if (!n.startsWith('..') || n === DATA_LINK || n === keep || n === alsoKeep) continue;
       try {
         const st = lstatSync(join(this.dir, n));
         if (st.isDirectory() || n === DATA_LINK_TMP) rmSync(join(this.dir, n), { recursive: true, force: true });
