@@ -148,6 +148,9 @@ describe('meshcert gateway: bad input exits with a clear error', () => {
       const tcpNoCa = await meshcert(['gateway', '-f', good, '--sds', '127.0.0.1:15011']);
       assert.equal(tcpNoCa.status, 2);
       assert.match(tcpNoCa.stderr, /--sds-ca/);
+      const badPolicy = await meshcert(['gateway', '-f', good, '--sds', 'unix:/x', '--policy', 'app-cred=SOMETIMES']);
+      assert.equal(badPolicy.status, 2, badPolicy.stderr);
+      assert.match(badPolicy.stderr, /--policy app-cred/);
       const broken = t.file('broken.yaml', stringify({ apiVersion: 'networking.istio.io/v1', kind: 'Gateway', metadata: { name: 'e' }, spec: { servers: [{ port: { number: 8443, protocol: 'HTTPS' }, hosts: ['a.test'], tls: { mode: 'SIMPLE', credentialName: 'c', minProtocolVersion: 'TLSV9' } }] } }));
       const b = await meshcert(['gateway', '-f', broken, '--secrets', t.dir]);
       assert.equal(b.status, 1);

@@ -11,9 +11,10 @@ import {
   type SdsEndpoint,
 } from '../../config/index.js';
 import { ErrorCodes, MeshError } from '../../core/index.js';
-import { checkSecrets, parseOcspPolicy, type OcspPolicy, type SecretCheckReport } from '../../secrets/index.js';
+import { checkSecrets, type OcspPolicy, type SecretCheckReport } from '../../secrets/index.js';
 import { DATA_DIR_HELP, resolveDataDir } from '../data-dir.js';
 import { printJson, printText, usageError } from '../output.js';
+import { collectPolicy } from '../policy-option.js';
 
 interface EnvoyConfigOptions {
   file: string;
@@ -28,17 +29,6 @@ interface EnvoyConfigOptions {
   policy?: Record<string, OcspPolicy>;
   workloadSdsAddress?: string;
   json?: boolean;
-}
-
-/** `--policy NAME=POLICY`, as `meshcert secret check` and serve's sds.ocspPolicies (for mounted folders). */
-function collectPolicy(value: string, previous: Record<string, OcspPolicy> = {}): Record<string, OcspPolicy> {
-  const eq = value.indexOf('=');
-  if (eq <= 0) throw usageError(`--policy: "${value}" is not NAME=POLICY (e.g. --policy gw=MANDATORY)`);
-  try {
-    return { ...previous, [value.slice(0, eq)]: parseOcspPolicy(value.slice(eq + 1), `--policy ${value.slice(0, eq)}`) };
-  } catch (err) {
-    throw usageError((err as Error).message);
-  }
 }
 
 /** `unix:PATH` or HOST:PORT (IPv6 in brackets) into an SDS endpoint; TCP needs the CA that verifies meshcert. */

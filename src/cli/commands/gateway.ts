@@ -5,8 +5,10 @@ import { Command, Option } from 'commander';
 import { listenAddress } from '../../config/index.js';
 import { createLogger, describeError, ErrorCodes, MeshError } from '../../core/index.js';
 import { Gateway, type CredentialSourceOptions } from '../../gateway/index.js';
+import type { OcspPolicy } from '../../secrets/index.js';
 import { sdsClientCredentials } from '../../sds/index.js';
 import { resolveDataDir } from '../data-dir.js';
+import { collectPolicy } from '../policy-option.js';
 import { printText, usageError } from '../output.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -24,6 +26,7 @@ interface GatewayFlags {
   logLevel?: string;
   dataDir?: string;
   fetchStaples: 'wanted' | 'all' | 'off';
+  policy?: Record<string, OcspPolicy>;
 }
 
 function readPem(path: string, flag: string): string {
@@ -38,12 +41,12 @@ function credentialSource(o: GatewayFlags): CredentialSourceOptions {
   if (o.secrets && o.sds) throw usageError('give --secrets DIR or --sds TARGET, not both');
   if (o.secrets) {
     if (o.sdsCa || o.sdsCert || o.sdsKey) throw usageError('--sds-ca, --sds-cert and --sds-key go with --sds HOST:PORT');
-    return { secrets: o.secrets };
+    return { secrets: o.secrets, ...(o.policy ? { policies: o.policy } : {}) };
   }
   if (!o.sds) throw usageError('where do certificates come from? give --secrets DIR or --sds unix:PATH | --sds HOST:PORT --sds-ca FILE');
   if (o.sds.startsWith('unix:')) {
     if (o.sdsCa || o.sdsCert || o.sdsKey) throw usageError('--sds unix:PATH is plain gRPC on a local socket: --sds-ca, --sds-cert and --sds-key are for --sds HOST:PORT');
-    return { sds: { target: o.sds } };
+    return { sds: { target: o.sds }, ...(o.policy ? { policies: o.policy } : {}) };
   }
   if (!listenAddress.safeParse(o.sds).success) throw usageError(`--sds ${o.sds}: expected unix:PATH or HOST:PORT`);
   if (!o.sdsCa) throw usageError(`--sds ${o.sds} is a TLS connection: give --sds-ca FILE (the CA of the SDS server's certificate)`);
@@ -52,7 +55,7 @@ function credentialSource(o: GatewayFlags): CredentialSourceOptions {
     rootCertsPem: readPem(o.sdsCa, '--sds-ca'),
     ...(o.sdsCert && o.sdsKey ? { certChainPem: readPem(o.sdsCert, '--sds-cert'), keyPem: readPem(o.sdsKey, '--sds-key') } : {}),
   });
-  return { sds: { target: o.sds, credentials, ...(o.sdsServerName ? { serverName: o.sdsServerName } : {}) } };
+  return { sds: { target: o.sds, credentials, ...(o.sdsServerName ? { serverName: o.sdsServerName } : {}) }, ...(o.policy ? { policies: o.policy } : {}) };
 }
 
 export function gatewayCommand(): Command {
@@ -72,6 +75,7 @@ export function gatewayCommand(): Command {
         .choices(['wanted', 'all', 'off'])
         .default('wanted'),
     )
+    .option('--policy <name=policy>', 'stapling policy (OPTIONAL, PREFERRED, MANDATORY) of a credential without the annotation: over SDS, or mounted folders; repeatable', collectPolicy)
     .option('--data-dir <dir>', 'where fetched staples are cached (DATA-DIR/ocsp-staples; default: $MESHCERT_DATA_DIR or ./.meshcert)')
     .addOption(new Option('--log-level <level>', 'log level of the JSON log on stderr (default: $MESHCERT_LOG_LEVEL or info)').choices([...LOG_LEVELS]))
     .addHelpText(

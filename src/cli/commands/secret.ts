@@ -1,17 +1,8 @@
 import { Command } from 'commander';
-import { StapleCache, checkSecrets, formatSecretCheck, parseOcspPolicy, type OcspPolicy } from '../../secrets/index.js';
+import { StapleCache, checkSecrets, formatSecretCheck, type OcspPolicy } from '../../secrets/index.js';
 import { resolveDataDir } from '../data-dir.js';
 import { printJson, printText, usageError } from '../output.js';
-
-function collectPolicy(value: string, previous: Record<string, OcspPolicy>): Record<string, OcspPolicy> {
-  const eq = value.indexOf('=');
-  if (eq <= 0) throw usageError(`--policy: "${value}" is not NAME=POLICY (e.g. --policy gw=MANDATORY)`);
-  try {
-    return { ...previous, [value.slice(0, eq)]: parseOcspPolicy(value.slice(eq + 1), `--policy ${value.slice(0, eq)}`) };
-  } catch (err) {
-    throw usageError((err as Error).message);
-  }
-}
+import { collectPolicy } from '../policy-option.js';
 
 export function secretCommand(): Command {
   const secret = new Command('secret').description('gateway secrets: Kubernetes Secret manifests and mounted secret folders');
