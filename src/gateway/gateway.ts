@@ -68,6 +68,21 @@ interface Listening {
   bound: number;
 }
 
+/** What the file asks for that this gateway does not do (envoy-config renders it for Envoy): said, not ignored. */
+export function gatewayWarnings(config: GatewayFileConfig): string[] {
+  const out: string[] = [];
+  for (const vs of config.virtualServices) {
+    vs.spec.http.forEach((route, i) => {
+      if (route.retries && route.retries.attempts > 0) {
+        out.push(
+          `document ${vs.document} (VirtualService ${vs.name}) http[${i}].retries: not applied by meshcert gateway (it retries only a body-less request whose reused upstream connection was reset); meshcert envoy-config renders it for Envoy`,
+        );
+      }
+    });
+  }
+  return out;
+}
+
 function fileSignature(path: string): string {
   try {
     const st = statSync(path);
@@ -162,7 +177,7 @@ export class Gateway {
     const config = loadGatewayFile(options.file);
     const gw = new Gateway(options, config);
     try {
-      for (const w of config.warnings) gw.#logger.warn({ file: options.file }, w);
+      for (const w of [...config.warnings, ...gatewayWarnings(config)]) gw.#logger.warn({ file: options.file }, w);
       gw.#handler = options.handler
         ? options.handler(config, gw)
         : new HttpProxy({
@@ -265,7 +280,7 @@ export class Gateway {
       this.#logger.error({ file: this.#options.file, error }, 'gateway file not applied; the running configuration stays');
       return false;
     }
-    for (const w of config.warnings) this.#logger.warn({ file: this.#options.file }, w);
+    for (const w of [...config.warnings, ...gatewayWarnings(config)]) this.#logger.warn({ file: this.#options.file }, w);
     this.#config = config;
     this.#plan = plan;
     this.#accessLog = this.#accessLogFor(config);
