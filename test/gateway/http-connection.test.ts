@@ -9,29 +9,13 @@ import { openssl } from '../helpers/tools.js';
 import { skipUnlessCi } from '../helpers/peers.js';
 import { tempDir } from '../helpers/test-ca.js';
 import type { Admission } from '../../src/gateway/connection-context.js';
-import { closeServer, connectH2, h1, h2, logFor, makePki, startHttpUpstream, startStandIn, type EchoUpstream, type Pki } from './http-harness.js';
+import { closeServer, connectH2, h1, h2, logFor, makePki, startHttpUpstream, startStandIn, type EchoUpstream, type Pki, edgeGateway, edgeVirtualService } from './http-harness.js';
 
 // Per-connection behaviour of HttpProxy: XFCC in Envoy's format replacing a client-sent one, the admission verdict
 // (requests held until it settles; a denial is 403 on HTTP/1.1 and HTTP/2 and nothing reaches the upstream), the idle
 // timeout from GatewayOptions, and WebSocket (HTTP/1.1 Upgrade) through the proxy.
 
-const yamlFor = (port: number, extra = '') => `
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: { name: edge }
-spec:
-  servers:
-  - port: { number: 8443, name: https, protocol: HTTPS }
-    hosts: [app.example.test]
-    tls: { mode: MUTUAL, credentialName: app-cred }
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app }
-spec:
-  hosts: [app.example.test]
-  gateways: [edge]
-  http:
+const yamlFor = (port: number, extra = '') => `${edgeGateway('MUTUAL')}${edgeVirtualService()}
   - route: [{ destination: { host: backend } }]
 ---
 apiVersion: meshcert.dev/v1

@@ -5,7 +5,7 @@ import { skipUnlessCi } from '../helpers/peers.js';
 import { execFile } from 'node:child_process';
 import { run } from '../helpers/tools.js';
 import { tempDir } from '../helpers/test-ca.js';
-import { deadPort, makePki, startHttpUpstream, startStandIn, type EchoUpstream, type Pki, type StandIn } from './http-harness.js';
+import { deadPort, makePki, startHttpUpstream, startStandIn, type EchoUpstream, type Pki, type StandIn, edgeGateway, edgeVirtualService } from './http-harness.js';
 
 // gRPC end to end through HttpProxy with @grpc/grpc-js on both sides (HTTP/2 to the gateway over TLS, HTTP/2 to the
 // upstream in cleartext and with TLS origination): messages, response metadata, trailers and statuses pass through;
@@ -71,23 +71,7 @@ describe('HttpProxy gRPC', () => {
     tlsGrpc = await startGrpc(grpc.ServerCredentials.createSsl(Buffer.from(pki.root.cert.pem), [{ private_key: Buffer.from(pki.upstream.keyPem), cert_chain: Buffer.from(pki.upstream.chainPem) }], false));
     web = await startHttpUpstream('web');
     const dead = await deadPort();
-    const yaml = `
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: { name: edge }
-spec:
-  servers:
-  - port: { number: 8443, name: https, protocol: HTTPS }
-    hosts: [app.example.test, tls.example.test, dead.example.test]
-    tls: { mode: SIMPLE, credentialName: app-cred }
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: grpc }
-spec:
-  hosts: [app.example.test]
-  gateways: [edge]
-  http:
+    const yaml = `${edgeGateway('SIMPLE', ['app.example.test', 'tls.example.test', 'dead.example.test'])}${edgeVirtualService('', ['app.example.test'], 'grpc')}
   - match: [{ uri: { prefix: /test.Echo/ } }]
     route: [{ destination: { host: grpc-plain } }]
   - route: [{ destination: { host: web } }]

@@ -42,6 +42,32 @@ export async function makePki(): Promise<Pki> {
   return { root, ca, gateway, upstream, client };
 }
 
+/** Gateway `edge`: one HTTPS server on 8443 for `hosts`, credential app-cred (the head of most test gateway files). */
+export function edgeGateway(mode: 'SIMPLE' | 'MUTUAL' = 'SIMPLE', hosts: readonly string[] = ['app.example.test']): string {
+  return `
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: { name: edge }
+spec:
+  servers:
+  - port: { number: 8443, name: https, protocol: HTTPS }
+    hosts: [${hosts.join(', ')}]
+    tls: { mode: ${mode}, credentialName: app-cred }
+---`;
+}
+
+/** VirtualService `name` bound to `edge` for `hosts`; its `http:` route list follows (in `http`, or in the text after it). */
+export function edgeVirtualService(http = '', hosts: readonly string[] = ['app.example.test'], name = 'app'): string {
+  return `
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: ${name} }
+spec:
+  hosts: [${hosts.join(', ')}]
+  gateways: [edge]
+  http:${http}`;
+}
+
 export interface StandIn {
   port: number;
   proxy: HttpProxy;

@@ -3,7 +3,7 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import { after, before, describe, it } from 'node:test';
 import { parseGatewayFile } from '../../src/config/index.js';
-import { connectH2, h1, h2, logFor, makePki, startHttpUpstream, startStandIn, type EchoUpstream, type Pki, type StandIn } from './http-harness.js';
+import { connectH2, h1, h2, logFor, makePki, startHttpUpstream, startStandIn, type EchoUpstream, type Pki, type StandIn, edgeGateway, edgeVirtualService } from './http-harness.js';
 
 // HTTP/1.1 and HTTP/2 clients through HttpProxy (fed by a stand-in TLS listener) to real HTTP/1.1 upstreams:
 // VirtualService routing by host (port ignored, exact before wildcard), path, method and headers; rewrite; header
@@ -20,23 +20,7 @@ describe('HttpProxy routing', () => {
   before(async () => {
     pki = await makePki();
     [a, b, w] = await Promise.all([startHttpUpstream('a'), startHttpUpstream('b'), startHttpUpstream('wild')]);
-    const yaml = `
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: { name: edge }
-spec:
-  servers:
-  - port: { number: 8443, name: https, protocol: HTTPS }
-    hosts: ["*.example.test"]
-    tls: { mode: SIMPLE, credentialName: app-cred }
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app }
-spec:
-  hosts: [app.example.test]
-  gateways: [edge]
-  http:
+    const yaml = `${edgeGateway('SIMPLE', ['"*.example.test"'])}${edgeVirtualService()}
   - name: by-header
     match: [{ headers: { x-canary: { exact: "1" } } }]
     route: [{ destination: { host: svc-b } }]
@@ -199,23 +183,7 @@ spec:
       assert.equal(JSON.parse((await h2(session, { ':path': '/api/u', ':authority': 'app.example.test' })).body).upstream, 'a');
       gw.proxy.update(
         parseGatewayFile(
-          `
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: { name: edge }
-spec:
-  servers:
-  - port: { number: 8443, name: https, protocol: HTTPS }
-    hosts: [app.example.test]
-    tls: { mode: SIMPLE, credentialName: app-cred }
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app }
-spec:
-  hosts: [app.example.test]
-  gateways: [edge]
-  http:
+          `${edgeGateway()}${edgeVirtualService()}
   - route: [{ destination: { host: svc-b } }]
 ---
 apiVersion: meshcert.dev/v1

@@ -5,7 +5,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { closeServer, connectH2, makePki, startStandIn, type Pki, type StandIn } from './http-harness.js';
+import { closeServer, connectH2, makePki, startStandIn, type Pki, type StandIn, edgeGateway, edgeVirtualService } from './http-harness.js';
 
 // Streaming bodies through HttpProxy: large uploads and downloads arrive intact (HTTP/1.1 and HTTP/2), a client that
 // stops reading stalls the upstream's writes (backpressure end to end, nothing buffered without bound), and a client
@@ -64,23 +64,7 @@ describe('HttpProxy streaming', () => {
     });
     up.listen(0, '127.0.0.1');
     await once(up, 'listening');
-    const yaml = `
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: { name: edge }
-spec:
-  servers:
-  - port: { number: 8443, name: https, protocol: HTTPS }
-    hosts: [app.example.test]
-    tls: { mode: SIMPLE, credentialName: app-cred }
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app }
-spec:
-  hosts: [app.example.test]
-  gateways: [edge]
-  http:
+    const yaml = `${edgeGateway()}${edgeVirtualService()}
   - route: [{ destination: { host: up } }]
 ---
 apiVersion: meshcert.dev/v1

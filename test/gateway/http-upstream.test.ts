@@ -15,8 +15,7 @@ import {
   startStandIn,
   type EchoUpstream,
   type Pki,
-  type StandIn,
-} from './http-harness.js';
+  type StandIn, edgeGateway, edgeVirtualService } from './http-harness.js';
 
 // Origination per DestinationRule (SIMPLE with SNI + SAN checks, SPIFFE URI SANs, MUTUAL with a client certificate)
 // and the local replies for upstream failures: 503 connect refused / TLS failure / missing credentials, 502 reset
@@ -64,23 +63,7 @@ spec:
   trafficPolicy:
     tls: ${tls}
 `;
-    const yaml = `
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: { name: edge }
-spec:
-  servers:
-  - port: { number: 8443, name: https, protocol: HTTPS }
-    hosts: [app.example.test]
-    tls: { mode: SIMPLE, credentialName: app-cred }
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: app }
-spec:
-  hosts: [app.example.test]
-  gateways: [edge]
-  http:${route('/dns', 'up-dns')}${route('/spiffe', 'up-spiffe')}${route('/wrong-san', 'up-wrong')}${route('/wrong-host', 'up-wrong-host')}${route('/mtls', 'up-mtls')}${route('/no-client-cert', 'up-mtls-simple')}${route('/no-cred', 'up-no-cred')}${route('/refused', 'dead')}${route('/reset', 'resetter')}${route('/garbage', 'garbage')}${route('/slow', 'silent', '\n    timeout: 300ms')}${route('/plain', 'plain')}${route('/h2c', 'h2c')}${route('/istio', 'up-istio')}${route('/sans-istio', 'up-istio-sans')}
+    const yaml = `${edgeGateway()}${edgeVirtualService()}${route('/dns', 'up-dns')}${route('/spiffe', 'up-spiffe')}${route('/wrong-san', 'up-wrong')}${route('/wrong-host', 'up-wrong-host')}${route('/mtls', 'up-mtls')}${route('/no-client-cert', 'up-mtls-simple')}${route('/no-cred', 'up-no-cred')}${route('/refused', 'dead')}${route('/reset', 'resetter')}${route('/garbage', 'garbage')}${route('/slow', 'silent', '\n    timeout: 300ms')}${route('/plain', 'plain')}${route('/h2c', 'h2c')}${route('/istio', 'up-istio')}${route('/sans-istio', 'up-istio-sans')}
 ${dr('up-dns', '{ mode: SIMPLE, credentialName: upstream-ca, sni: upstream.test }')}${dr('up-spiffe', '{ mode: SIMPLE, credentialName: upstream-ca, sni: upstream.test, subjectAltNames: ["spiffe://cluster.local/ns/app/sa/backend"] }')}${dr('up-wrong', '{ mode: SIMPLE, credentialName: upstream-ca, subjectAltNames: ["spiffe://cluster.local/ns/other/sa/intruder"] }')}${dr('up-wrong-host', '{ mode: SIMPLE, credentialName: upstream-ca, sni: elsewhere.test }')}${dr('up-mtls', '{ mode: MUTUAL, credentialName: upstream-client, sni: upstream.test }')}${dr('up-mtls-simple', '{ mode: SIMPLE, credentialName: upstream-ca, sni: upstream.test }')}${dr('up-no-cred', '{ mode: SIMPLE, credentialName: not-there }')}${dr('up-istio', '{ mode: ISTIO_MUTUAL }')}---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
