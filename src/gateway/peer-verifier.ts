@@ -26,6 +26,20 @@ function fail(reason: string, message: string): PeerVerdict {
   return { ok: false, reason, message };
 }
 
+// Parsed peer certificates by fingerprint: every MUTUAL handshake presents the same intermediates and anchor (and a
+// client reconnecting, the same leaf), and a parse costs ~0.5 ms, so each is parsed once. Bounded; oldest out first.
+const parsedPeers = new Map<string, Certificate>();
+const MAX_PARSED_PEERS = 4096;
+
+function parsedPeer(c: PeerCertificate, position: number): Certificate {
+  const hit = parsedPeers.get(c.fingerprint256);
+  if (hit) return hit;
+  const cert = Certificate.fromDer(c.raw, `peer certificate ${position}`);
+  if (parsedPeers.size >= MAX_PARSED_PEERS) parsedPeers.delete(parsedPeers.keys().next().value!);
+  parsedPeers.set(c.fingerprint256, cert);
+  return cert;
+}
+
 /** The certificates the peer presented as OpenSSL chained them (leaf first, then issuers up to the anchor). */
 export function peerChain(socket: TLSSocket): Certificate[] {
   const out: Certificate[] = [];
@@ -33,7 +47,7 @@ export function peerChain(socket: TLSSocket): Certificate[] {
   const seen = new Set<string>();
   while (c && c.raw && !seen.has(c.fingerprint256)) {
     seen.add(c.fingerprint256);
-    out.push(Certificate.fromDer(c.raw, `peer certificate ${out.length}`));
+    out.push(parsedPeer(c, out.length));
     const next = (c as PeerCertificate & { issuerCertificate?: PeerCertificate }).issuerCertificate;
     if (!next || next === c) break;
     c = next;
@@ -64,8 +78,8 @@ function sanMatches(leaf: Certificate, wanted: readonly string[]): boolean {
 }
 
 /**
- * Judges the client certificate of a finished handshake. Synchronous and cheap (one DER parse per certificate of
- * the chain); the async validators of issue #9 run after it.
+ * Judges the client certificate of a finished handshake. Synchronous and cheap (a certificate is parsed the first
+ * time it is seen); the async validators of issue #9 run after it.
  */
 export function verifyPeer(socket: TLSSocket, policy: PeerPolicy, at: Date): PeerVerdict {
   let chain: Certificate[];
