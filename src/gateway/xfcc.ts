@@ -35,7 +35,7 @@ const SHORT_NAMES: Record<string, string> = {
 
 /** The subject as OpenSSL prints it with XN_FLAG_RFC2253: last RDN first, `,` between RDNs, `+` inside one. */
 export function rfc2253Subject(cert: Certificate): string {
-  const rdns = cert.x509.subjectName.toJSON();
+  const rdns = cert.subjectName.toJSON();
   const out: string[] = [];
   for (let i = rdns.length - 1; i >= 0; i--) {
     const rdn = rdns[i]!;

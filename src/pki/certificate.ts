@@ -1,7 +1,18 @@
 import { createHash, X509Certificate as NodeX509, type KeyObject } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 import { AsnConvert } from '@peculiar/asn1-schema';
-import { NameConstraints as AsnNameConstraints, GeneralName as AsnGeneralName } from '@peculiar/asn1-x509';
+import {
+  AuthorityInfoAccessSyntax,
+  AuthorityKeyIdentifier,
+  BasicConstraints,
+  CRLDistributionPoints,
+  ExtendedKeyUsage,
+  KeyUsage,
+  NameConstraints as AsnNameConstraints,
+  SubjectAlternativeName,
+  SubjectKeyIdentifier,
+  type GeneralName as AsnGeneralName,
+} from '@peculiar/asn1-x509';
 import * as asn1js from 'asn1js';
 import { ErrorCodes, MeshError, describeError } from '../core/index.js';
 import './crypto-provider.js';
@@ -38,28 +49,59 @@ function generalNamesInto(names: AsnGeneralName[], set: SanSet & { dirNames: str
  * A parsed X.509 certificate: parsed once, read many times. Fields are plain values (hex serials and key ids,
  * Dates, string arrays) so that the CLI, the ledger and JSON output share one model.
  */
+/** One extension as encoded: its value is decoded only when a getter asks for it. */
+export interface RawExtension {
+  oid: string;
+  critical: boolean;
+  /** The extnValue OCTET STRING's contents. */
+  value: Buffer;
+}
+
+const AD_OCSP = '1.3.6.1.5.5.7.48.1';
+const AD_CA_ISSUERS = '1.3.6.1.5.5.7.48.2';
+
+type AsnTime = asn1js.UTCTime | asn1js.GeneralizedTime;
+
 export class Certificate {
   readonly der: Buffer;
-  readonly x509: x509.X509Certificate;
+  readonly #source: string;
   readonly #tbs: asn1js.AsnType[];
+  readonly #extensions: RawExtension[];
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+  #x509: x509.X509Certificate | undefined;
+  #subjectName: x509.Name | undefined;
+  #subject: string | undefined;
+  #issuer: string | undefined;
+  #decoded = new Map<string, unknown>();
   #node: NodeX509 | undefined;
   #publicKey: KeyObject | undefined;
 
+  /**
+   * Parsed once with asn1js: the positional TBS fields, the validity and the extension list. Extension values are
+   * decoded on first use and names rendered on first use, because a full @peculiar/x509 parse of the same bytes
+   * cost several times the asn1js parse on every peer certificate (gateway MUTUAL, CA renewals, the agent).
+   */
   private constructor(der: Buffer, source: string) {
     this.der = der;
+    this.#source = source;
     const root = parseDer(der, source, ErrorCodes.CERT_PARSE);
     const top = children(root);
     const tbs = top[0] ? children(top[0]) : [];
-    if (top.length !== 3 || tbs.length < 6) {
-      throw new MeshError(ErrorCodes.CERT_PARSE, `${source}: not an X.509 certificate (wrong structure)`, { subject: source });
-    }
+    const bad = (why: string) => new MeshError(ErrorCodes.CERT_PARSE, `${source}: not an X.509 certificate (${why})`, { subject: source });
+    if (top.length !== 3 || tbs.length < 6) throw bad('wrong structure');
     // TBSCertificate starts with an optional [0] version; everything after is positional.
-    this.#tbs = (tbs[0] as { idBlock: { tagClass: number } }).idBlock.tagClass === 3 ? tbs.slice(1) : tbs;
-    try {
-      this.x509 = new x509.X509Certificate(der);
-    } catch (err) {
-      throw new MeshError(ErrorCodes.CERT_PARSE, `${source}: not an X.509 certificate: ${describeError(err)}`, { subject: source, cause: err });
+    const first = tbs[0] as asn1js.BaseBlock;
+    this.#tbs = first.idBlock.tagClass === 3 && first.idBlock.tagNumber === 0 ? tbs.slice(1) : tbs;
+    if (this.#tbs.length < 6 || !(this.#tbs[0] instanceof asn1js.Integer)) throw bad('no serial number');
+    const validity = children(this.#tbs[3]!);
+    const times = validity.map((t) => (t instanceof asn1js.UTCTime || t instanceof asn1js.GeneralizedTime ? (t as AsnTime).toDate() : null));
+    if (times.length !== 2 || !times[0] || !times[1] || Number.isNaN(times[0].getTime()) || Number.isNaN(times[1].getTime())) {
+      throw bad('unreadable validity');
     }
+    this.notBefore = times[0];
+    this.notAfter = times[1];
+    this.#extensions = readExtensions(this.#tbs.slice(6), bad);
   }
 
   static fromDer(der: Uint8Array, source = 'certificate'): Certificate {
@@ -101,12 +143,29 @@ export class Certificate {
     return serialFromBytes((this.#tbs[0] as asn1js.Integer).valueBlock.valueHexView);
   }
 
+  /** The @peculiar/x509 view of the same DER, made on first use (signature algorithm names, JSON output). */
+  get x509(): x509.X509Certificate {
+    if (!this.#x509) {
+      try {
+        this.#x509 = new x509.X509Certificate(this.der);
+      } catch (err) {
+        throw new MeshError(ErrorCodes.CERT_PARSE, `${this.#source}: not an X.509 certificate: ${describeError(err)}`, { subject: this.#source, cause: err });
+      }
+    }
+    return this.#x509;
+  }
+
+  /** The subject Name (RDNs), for renderings other than the one-line `subject`. */
+  get subjectName(): x509.Name {
+    return (this.#subjectName ??= new x509.Name(this.subjectDer));
+  }
+
   get subject(): string {
-    return this.x509.subject;
+    return (this.#subject ??= this.subjectName.toString());
   }
 
   get issuer(): string {
-    return this.x509.issuer;
+    return (this.#issuer ??= new x509.Name(this.issuerDer).toString());
   }
 
   /** DER of the issuer Name exactly as encoded (OCSP issuerNameHash, chaining by bytes). */
@@ -129,15 +188,7 @@ export class Certificate {
   }
 
   get commonName(): string | null {
-    return this.x509.subjectName.getField('CN')[0] ?? null;
-  }
-
-  get notBefore(): Date {
-    return this.x509.notBefore;
-  }
-
-  get notAfter(): Date {
-    return this.x509.notAfter;
+    return this.subjectName.getField('CN')[0] ?? null;
   }
 
   get publicKey(): KeyObject {
@@ -157,22 +208,39 @@ export class Certificate {
     return createHash('sha256').update(this.der).digest('hex');
   }
 
-  #ext<T extends x509.Extension>(oid: string): T | null {
-    return (this.x509.extensions.find((e) => e.type === oid) as T | undefined) ?? null;
+  /** The extension as encoded, or null when absent. */
+  extension(oid: string): RawExtension | null {
+    return this.#extensions.find((e) => e.oid === oid) ?? null;
+  }
+
+  /** An extension's value decoded once with its @peculiar/asn1-x509 schema; a malformed value is CERT_PARSE. */
+  #decode<T>(oid: string, schema: new () => T): T | null {
+    if (this.#decoded.has(oid)) return this.#decoded.get(oid) as T;
+    const e = this.extension(oid);
+    let value: T | null = null;
+    if (e) {
+      try {
+        value = AsnConvert.parse(e.value, schema);
+      } catch (err) {
+        throw new MeshError(ErrorCodes.CERT_PARSE, `${this.#source}: malformed extension ${oid}: ${describeError(err)}`, { subject: this.#source, cause: err });
+      }
+    }
+    this.#decoded.set(oid, value);
+    return value;
   }
 
   hasExtension(oid: string): boolean {
-    return this.#ext(oid) !== null;
+    return this.extension(oid) !== null;
   }
 
   get extensionOids(): Array<{ oid: string; critical: boolean }> {
-    return this.x509.extensions.map((e) => ({ oid: e.type, critical: e.critical }));
+    return this.#extensions.map((e) => ({ oid: e.oid, critical: e.critical }));
   }
 
   get basicConstraints(): BasicConstraintsInfo | null {
-    const e = this.#ext<x509.BasicConstraintsExtension>(OID.basicConstraints);
+    const e = this.#decode(OID.basicConstraints, BasicConstraints);
     if (!e) return null;
-    return { ca: e.ca, pathLen: e.pathLength ?? null, critical: e.critical };
+    return { ca: e.cA, pathLen: e.pathLenConstraint ?? null, critical: this.extension(OID.basicConstraints)!.critical };
   }
 
   get isCA(): boolean {
@@ -180,18 +248,18 @@ export class Certificate {
   }
 
   get keyUsage(): KeyUsageName[] | null {
-    const e = this.#ext<x509.KeyUsagesExtension>(OID.keyUsage);
-    return e ? keyUsageNames(e.usages) : null;
+    const e = this.#decode(OID.keyUsage, KeyUsage);
+    return e ? keyUsageNames(e.toNumber()) : null;
   }
 
   get keyUsageCritical(): boolean {
-    return this.#ext(OID.keyUsage)?.critical ?? false;
+    return this.extension(OID.keyUsage)?.critical ?? false;
   }
 
   /** EKU OIDs, or null when the extension is absent (which means any purpose). */
   get extKeyUsage(): string[] | null {
-    const e = this.#ext<x509.ExtendedKeyUsageExtension>(OID.extKeyUsage);
-    return e ? Array.from(e.usages, (u) => String(u)) : null;
+    const e = this.#decode(OID.extKeyUsage, ExtendedKeyUsage);
+    return e ? Array.from(e, (u) => String(u)) : null;
   }
 
   get extKeyUsageNames(): string[] | null {
@@ -200,19 +268,19 @@ export class Certificate {
 
   get sans(): SanSet {
     const set = emptySanSet();
-    const e = this.#ext<x509.SubjectAlternativeNameExtension>(OID.subjectAltName);
-    if (!e) return set;
-    for (const n of e.names.items) {
-      if (n.type === 'dns') set.dns.push(n.value);
-      else if (n.type === 'ip') set.ip.push(n.value);
-      else if (n.type === 'url') set.uri.push(n.value);
-      else if (n.type === 'email') set.email.push(n.value);
+    const names = this.#decode(OID.subjectAltName, SubjectAlternativeName);
+    if (!names) return set;
+    for (const n of names) {
+      if (n.dNSName !== undefined) set.dns.push(n.dNSName);
+      else if (n.iPAddress !== undefined) set.ip.push(n.iPAddress);
+      else if (n.uniformResourceIdentifier !== undefined) set.uri.push(n.uniformResourceIdentifier);
+      else if (n.rfc822Name !== undefined) set.email.push(n.rfc822Name);
     }
     return set;
   }
 
   get sanCritical(): boolean {
-    return this.#ext(OID.subjectAltName)?.critical ?? false;
+    return this.extension(OID.subjectAltName)?.critical ?? false;
   }
 
   get spiffeIds(): string[] {
@@ -220,11 +288,13 @@ export class Certificate {
   }
 
   get subjectKeyId(): string | null {
-    return this.#ext<x509.SubjectKeyIdentifierExtension>(OID.subjectKeyIdentifier)?.keyId.toLowerCase() ?? null;
+    const ski = this.#decode(OID.subjectKeyIdentifier, SubjectKeyIdentifier);
+    return ski ? Buffer.from(ski.buffer).toString('hex') : null;
   }
 
   get authorityKeyId(): string | null {
-    return this.#ext<x509.AuthorityKeyIdentifierExtension>(OID.authorityKeyIdentifier)?.keyId?.toLowerCase() ?? null;
+    const kid = this.#decode(OID.authorityKeyIdentifier, AuthorityKeyIdentifier)?.keyIdentifier;
+    return kid ? Buffer.from(kid.buffer).toString('hex') : null;
   }
 
   /** The key id that identifies this certificate as an issuer: its SKI, or the SHA-1 of its key (RFC 5280 method 1). */
@@ -233,29 +303,30 @@ export class Certificate {
   }
 
   get crlDistributionPoints(): string[] {
-    const e = this.#ext<x509.CRLDistributionPointsExtension>(OID.crlDistributionPoints);
-    if (!e) return [];
-    return Array.from(e.distributionPoints).flatMap((dp) =>
-      (dp.distributionPoint?.fullName ?? []).flatMap((n) => (n.uniformResourceIdentifier ? [n.uniformResourceIdentifier] : [])),
-    );
+    const dps = this.#decode(OID.crlDistributionPoints, CRLDistributionPoints);
+    if (!dps) return [];
+    return Array.from(dps).flatMap((dp) => uris(dp.distributionPoint?.fullName ?? []));
   }
 
   get ocspUrls(): string[] {
-    const e = this.#ext<x509.AuthorityInfoAccessExtension>(OID.authorityInfoAccess);
-    return e ? Array.from(e.ocsp).filter((n) => n.type === 'url').map((n) => n.value) : [];
+    return this.#accessUrls(AD_OCSP);
   }
 
   get caIssuersUrls(): string[] {
-    const e = this.#ext<x509.AuthorityInfoAccessExtension>(OID.authorityInfoAccess);
-    return e ? Array.from(e.caIssuers).filter((n) => n.type === 'url').map((n) => n.value) : [];
+    return this.#accessUrls(AD_CA_ISSUERS);
+  }
+
+  #accessUrls(method: string): string[] {
+    const aia = this.#decode(OID.authorityInfoAccess, AuthorityInfoAccessSyntax);
+    return aia ? uris(Array.from(aia).filter((d) => d.accessMethod === method).map((d) => d.accessLocation)) : [];
   }
 
   /** TLS features (RFC 7633); 5 is status_request, i.e. OCSP must-staple. */
   get tlsFeatures(): number[] {
-    const e = this.#ext(OID.tlsFeature);
+    const e = this.extension(OID.tlsFeature);
     if (!e) return [];
     try {
-      const seq = parseDer(new Uint8Array(e.value), 'TLS feature extension');
+      const seq = parseDer(e.value, 'TLS feature extension');
       return children(seq).map((i) => (i as asn1js.Integer).valueBlock.valueDec);
     } catch {
       return [];
@@ -271,14 +342,13 @@ export class Certificate {
   }
 
   get nameConstraints(): NameConstraintsInfo | null {
-    const e = this.#ext(OID.nameConstraints);
-    if (!e) return null;
-    const nc = AsnConvert.parse(e.value, AsnNameConstraints);
+    const nc = this.#decode(OID.nameConstraints, AsnNameConstraints);
+    if (!nc) return null;
     const permitted = { ...emptySanSet(), dirNames: [] as string[] };
     const excluded = { ...emptySanSet(), dirNames: [] as string[] };
     generalNamesInto((nc.permittedSubtrees ?? []).map((s) => s.base), permitted);
     generalNamesInto((nc.excludedSubtrees ?? []).map((s) => s.base), excluded);
-    return { permitted, excluded, critical: e.critical };
+    return { permitted, excluded, critical: this.extension(OID.nameConstraints)!.critical };
   }
 
   get isSelfIssued(): boolean {
@@ -307,4 +377,38 @@ export class Certificate {
     const eku = this.extKeyUsage;
     return eku === null || eku.includes(oid) || eku.includes(EKU.any);
   }
+}
+
+function uris(names: AsnGeneralName[]): string[] {
+  return names.flatMap((n) => (n.uniformResourceIdentifier !== undefined ? [n.uniformResourceIdentifier] : []));
+}
+
+/**
+ * The [3] EXPLICIT Extensions after subjectPublicKeyInfo (issuer/subject unique IDs, [1] and [2], may come first):
+ * each an OID, an optional critical BOOLEAN and the OCTET STRING value.
+ */
+function readExtensions(rest: asn1js.AsnType[], bad: (why: string) => MeshError): RawExtension[] {
+  const wrapper = rest.find((el) => {
+    const id = (el as asn1js.BaseBlock).idBlock;
+    return id.tagClass === 3 && id.tagNumber === 3;
+  });
+  if (!wrapper) return [];
+  const list = children(wrapper)[0];
+  if (!(list instanceof asn1js.Sequence)) throw bad('extensions are not a SEQUENCE');
+  const seen = new Set<string>();
+  return children(list).map((ext) => {
+    const parts = children(ext);
+    const oid = parts[0];
+    const critical = parts.length === 3 ? parts[1] : null;
+    const value = parts[parts.length - 1];
+    if (!(oid instanceof asn1js.ObjectIdentifier) || !(value instanceof asn1js.OctetString) || parts.length > 3 || (critical && !(critical instanceof asn1js.Boolean))) {
+      throw bad('malformed extension');
+    }
+    const id = oid.valueBlock.toString();
+    // RFC 5280 4.2: a certificate must not include more than one instance of a particular extension.
+    if (seen.has(id)) throw bad(`extension ${id} appears twice`);
+    seen.add(id);
+    const bytes = value.valueBlock.valueHexView;
+    return { oid: id, critical: critical ? (critical as asn1js.Boolean).valueBlock.value : false, value: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
+  });
 }

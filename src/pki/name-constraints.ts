@@ -82,8 +82,7 @@ export function parseGeneralNames(der: Uint8Array, source = 'GeneralNames'): Raw
 }
 
 function extensionValue(cert: Certificate, oid: string): Buffer | null {
-  const e = cert.x509.extensions.find((x) => x.type === oid);
-  return e ? Buffer.from(e.value) : null;
+  return cert.extension(oid)?.value ?? null;
 }
 
 /** Every name of the SAN extension, of every GeneralName type. */
