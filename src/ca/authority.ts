@@ -19,7 +19,15 @@ export interface LoadOptions {
   builder?: CertificateBuilder;
   logger?: Logger;
   passphrase?: string;
+  /**
+   * The trust domain of a folder without ca.json (an Istio cacerts folder used as is); ca.json, when present, says
+   * it instead. Default: Istio's "cluster.local".
+   */
+  trustDomain?: string;
 }
+
+/** Where the CRL of a CA is published below its public URL when nothing else is said. */
+const DEFAULT_CRL_PATH = '/crl';
 
 /**
  * The signing CA as loaded from a data dir: its certificate, key, chain to a root and the trust bundle. Loading
@@ -39,6 +47,8 @@ export class CertificateAuthority {
     readonly settings: CaSettings,
     readonly builder: CertificateBuilder,
     readonly clock: Clock,
+    /** The CRL's path below publicUrl: "/crl" for the main CA of `meshcert serve`, "/crl/<trust domain>" for others. */
+    readonly crlPath: string = DEFAULT_CRL_PATH,
   ) {
     this.issuer = issuerOf(cert);
   }
@@ -68,7 +78,8 @@ export class CertificateAuthority {
     const signer = await toSigningKey(key);
     // The DER-template builder by default: byte-identical TBS to the generic one (a property test checks it), ~80x faster.
     const builder = options.builder ?? templateCertificateBuilder;
-    return new CertificateAuthority(dataDir, cert, signer, res.ok ? res.chain : [cert], roots, readSettings(dataDir), builder, clock);
+    const settings = readSettings(dataDir, options.trustDomain);
+    return new CertificateAuthority(dataDir, cert, signer, res.ok ? res.chain : [cert], roots, settings, builder, clock);
   }
 
   get trustDomain(): string {
@@ -91,7 +102,7 @@ export class CertificateAuthority {
   }
 
   get crlUrl(): string | undefined {
-    return this.settings.publicUrl ? `${this.settings.publicUrl}/crl` : undefined;
+    return this.settings.publicUrl ? `${this.settings.publicUrl}${this.crlPath}` : undefined;
   }
 
   get ocspUrl(): string | undefined {
@@ -100,17 +111,18 @@ export class CertificateAuthority {
 
   /**
    * The same CA writing another base URL into the AIA (OCSP) and CRL distribution point of what it issues from now
-   * on: `meshcert serve` uses the http.publicUrl it actually answers at. ca.json is not changed.
+   * on: `meshcert serve` uses the http.publicUrl it actually answers at. ca.json is not changed. `crlPath` is where
+   * this CA's CRL is served below that URL (each CA of a server has its own CRL, so all but one need another path).
    */
-  withPublicUrl(publicUrl: string | undefined): CertificateAuthority {
+  withPublicUrl(publicUrl: string | undefined, crlPath: string = this.crlPath): CertificateAuthority {
     const url = publicUrl?.replace(/\/+$/, '');
     const { publicUrl: _old, ...rest } = this.settings;
     const settings: CaSettings = url ? { ...rest, publicUrl: url } : rest;
-    return new CertificateAuthority(this.dataDir, this.cert, this.signer, this.chain, this.roots, settings, this.builder, this.clock);
+    return new CertificateAuthority(this.dataDir, this.cert, this.signer, this.chain, this.roots, settings, this.builder, this.clock, crlPath);
   }
 
   /** Swaps the certificate builder (the fast DER-template path) without touching callers or the ledger. */
   withBuilder(builder: CertificateBuilder): CertificateAuthority {
-    return new CertificateAuthority(this.dataDir, this.cert, this.signer, this.chain, this.roots, this.settings, builder, this.clock);
+    return new CertificateAuthority(this.dataDir, this.cert, this.signer, this.chain, this.roots, this.settings, builder, this.clock, this.crlPath);
   }
 }

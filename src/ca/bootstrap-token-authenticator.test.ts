@@ -151,6 +151,22 @@ describe('BootstrapTokenAuthenticator', () => {
     // The constructor reads the file at once: a bad file stops the server at start.
     assert.throws(() => new BootstrapTokenAuthenticator({ file: t.file('bad.yaml', 'tokens: 3'), trustDomain: TD, ledger, clock }), configProblem(/bad\.yaml.*tokens:/s));
   });
+
+  test('several trust domains: an identity in any of them is allowed; one in none is refused at load, naming the file and entry', async () => {
+    const domains = [TD, 'partner.example'];
+    const file = t.file('two-domains.yaml', `tokens:\n  - name: main\n    token: ${PLAIN}-main\n    identity: spiffe://cluster.local/ns/a/sa/b\n  - name: partner\n    token: ${PLAIN}-partner\n    identity: spiffe://partner.example/ns/a/sa/b\n`);
+    const auth = new BootstrapTokenAuthenticator({ file, trustDomain: domains, ledger, clock });
+    assert.equal((await auth.authenticate(bearer(`${PLAIN}-partner`)))?.spiffeId.toString(), 'spiffe://partner.example/ns/a/sa/b');
+    assert.equal((await auth.authenticate(bearer(`${PLAIN}-main`)))?.spiffeId.toString(), 'spiffe://cluster.local/ns/a/sa/b');
+    const stray = t.file('stray.yaml', `tokens:\n  - name: ok\n    token: ${PLAIN}-ok\n    identity: spiffe://partner.example/ns/a/sa/b\n  - name: stray\n    token: ${PLAIN}-stray\n    identity: spiffe://elsewhere.example/ns/a/sa/b\n`);
+    assert.throws(
+      () => new BootstrapTokenAuthenticator({ file: stray, trustDomain: domains, ledger, clock }),
+      (e: unknown) =>
+        configProblem(
+          /tokens\[1\]\.identity: "spiffe:\/\/elsewhere\.example\/ns\/a\/sa\/b" is in trust domain "elsewhere\.example", which this CA does not sign for \("cluster\.local", "partner\.example"\)/,
+        )(e) && (e as Error).message.startsWith(`${stray}: invalid bootstrap token file`),
+    );
+  });
 });
 
 describe('WatchedFile', () => {

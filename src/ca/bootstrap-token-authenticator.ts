@@ -21,8 +21,8 @@ export interface BootstrapToken {
 export interface BootstrapTokenAuthenticatorOptions {
   /** The YAML token file (see parseBootstrapTokens); re-read when it changes. */
   file: string;
-  /** Every identity in the file must be in this trust domain. */
-  trustDomain: string;
+  /** Every identity in the file must be in this trust domain, or in one of these (one per signing CA). */
+  trustDomain: string | readonly string[];
   /** Where one-time tokens are marked used (shared by every replica). */
   ledger: Pick<Ledger, 'consumeToken'>;
   clock?: Clock;
@@ -68,10 +68,11 @@ const ISO_TIME = /^\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:[
  *     identity: spiffe://cluster.local/ns/lab/sa/runner
  * ```
  *
- * Errors are CONFIG, naming the file and the field (`tokens[1].identity`), and never quote a token.
+ * Each identity must be in one of `trustDomains` (those the server signs for: the certificate is then signed by that
+ * trust domain's CA). Errors are CONFIG, naming the file and the field (`tokens[1].identity`), and never quote a token.
  */
-export function parseBootstrapTokens(text: string, file: string, trustDomain: string): BootstrapToken[] {
-  const td = TrustDomain.parse(trustDomain, 'trustDomain');
+export function parseBootstrapTokens(text: string, file: string, trustDomains: string | readonly string[]): BootstrapToken[] {
+  const tds = (typeof trustDomains === 'string' ? [trustDomains] : trustDomains).map((t) => TrustDomain.parse(t, 'trustDomain'));
   const fail = (problems: string[]): MeshError =>
     new MeshError(ErrorCodes.CONFIG, `${file}: invalid bootstrap token file:\n  - ${problems.join('\n  - ')}`, {
       subject: file,
@@ -133,7 +134,13 @@ export function parseBootstrapTokens(text: string, file: string, trustDomain: st
 
     const id = SpiffeId.tryParse(t.identity);
     if (!id.ok) problems.push(`${at}.identity: "${t.identity}" is not a SPIFFE ID: ${id.message}`);
-    else if (!id.value.memberOf(td)) problems.push(`${at}.identity: "${t.identity}" is not in this CA's trust domain "${td.name}"`);
+    else if (!tds.some((td) => id.value.memberOf(td))) {
+      problems.push(
+        tds.length === 1
+          ? `${at}.identity: "${t.identity}" is not in this CA's trust domain "${tds[0]!.name}"`
+          : `${at}.identity: "${t.identity}" is in trust domain "${id.value.trustDomain}", which this CA does not sign for (${tds.map((td) => `"${td.name}"`).join(', ')})`,
+      );
+    }
     else if (id.value.path === '') problems.push(`${at}.identity: "${t.identity}" has no path; a workload identity needs one`);
 
     let expires: Date | null = null;
@@ -168,8 +175,8 @@ export class BootstrapTokenAuthenticator implements Authenticator {
 
   constructor(options: BootstrapTokenAuthenticatorOptions) {
     this.file = options.file;
-    const td = TrustDomain.parse(options.trustDomain, 'trustDomain').name;
-    this.#tokens = new WatchedFile(options.file, 'bootstrap token file', (text, file) => parseBootstrapTokens(text, file, td));
+    const tds = (typeof options.trustDomain === 'string' ? [options.trustDomain] : options.trustDomain).map((t) => TrustDomain.parse(t, 'trustDomain').name);
+    this.#tokens = new WatchedFile(options.file, 'bootstrap token file', (text, file) => parseBootstrapTokens(text, file, tds));
     this.#ledger = options.ledger;
     this.#clock = options.clock ?? systemClock;
     // Read now: a bad file stops the server at start (CONFIG naming the file and field).

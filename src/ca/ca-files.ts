@@ -31,6 +31,11 @@ export function caPaths(dataDir: string) {
   };
 }
 
+/** Whether the folder has a ca.json (meshcert's settings), as opposed to Istio's four files alone. */
+export function hasSettings(dataDir: string): boolean {
+  return existsSync(caPaths(dataDir).settings);
+}
+
 export function caExists(dataDir: string): boolean {
   return existsSync(caPaths(dataDir).caCert) || existsSync(caPaths(dataDir).caKey);
 }
@@ -48,11 +53,14 @@ export function readText(path: string, what: string): string {
   }
 }
 
-export function readSettings(dataDir: string): CaSettings {
+/**
+ * The CA's ca.json. A folder laid out by Istio alone has none: `defaultTrustDomain` applies then (Istio's own
+ * default unless the caller knows better, e.g. the trust domain a `meshcert serve` config gives the folder).
+ */
+export function readSettings(dataDir: string, defaultTrustDomain = 'cluster.local'): CaSettings {
   const path = caPaths(dataDir).settings;
   if (!existsSync(path)) {
-    // A data dir laid out by Istio alone has no ca.json: Istio's default trust domain applies.
-    return { trustDomain: 'cluster.local', createdAt: new Date(0).toISOString(), mode: 'plugin' };
+    return { trustDomain: defaultTrustDomain, createdAt: new Date(0).toISOString(), mode: 'plugin' };
   }
   try {
     const parsed = JSON.parse(readFileSync(path, 'utf8')) as Partial<CaSettings>;

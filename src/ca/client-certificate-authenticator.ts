@@ -1,12 +1,17 @@
 import { ErrorCodes, MeshError, systemClock, type Clock } from '../core/index.js';
-import { checkX509Svid, SpiffeId, validateChain, type Certificate } from '../pki/index.js';
+import { checkX509Svid, SpiffeId, spiffeIdOf, validateChain, type Certificate } from '../pki/index.js';
 import type { Ledger } from '../store/index.js';
 import type { CertificateAuthority } from './authority.js';
 import type { Authenticator, CallContext, CallerIdentity } from './registration-types.js';
 
+type SigningCa = Pick<CertificateAuthority, 'cert' | 'roots' | 'intermediates' | 'trustDomain'>;
+
 export interface ClientCertificateAuthenticatorOptions {
-  /** The signing CA: its certificate, chain and trust bundle. Only SVIDs it issued itself renew. */
-  ca: Pick<CertificateAuthority, 'cert' | 'roots' | 'intermediates' | 'trustDomain'>;
+  /**
+   * The signing CA (its certificate, chain and trust bundle), or every signing CA of the server, one per trust
+   * domain. Only SVIDs one of them issued renew, and only with the CA of their own trust domain.
+   */
+  ca: SigningCa | readonly SigningCa[];
   /** Where revocation is known: the leaf must be in it, unrevoked. */
   ledger: Pick<Ledger, 'get'>;
   clock?: Clock;
@@ -14,20 +19,21 @@ export interface ClientCertificateAuthenticatorOptions {
 
 /**
  * Lets a workload renew with its current certificate: the peer leaf (already verified by the TLS stack, checked again
- * here because the transport's trust store may be wider than this CA) must be an X509-SVID of this trust domain,
- * within its validity, chaining to the trust bundle, signed by this signing CA, recorded in the ledger and not
- * revoked. The identity is the certificate's SPIFFE ID: renewal never changes who a workload is.
+ * here because the transport's trust store may be wider than this CA) must be an X509-SVID of a trust domain signed
+ * for here, within its validity, chaining to that trust domain's bundle, signed by that trust domain's signing CA,
+ * recorded in the ledger under that CA and not revoked. The identity is the certificate's SPIFFE ID: renewal never
+ * changes who a workload is, nor its trust domain (the registration authority then signs with the same CA).
  *
  * Returns null without a peer certificate; any failed check is UNAUTHENTICATED with the reason.
  */
 export class ClientCertificateAuthenticator implements Authenticator {
   readonly method = 'client-certificate' as const;
-  readonly #ca: ClientCertificateAuthenticatorOptions['ca'];
+  readonly #cas: readonly SigningCa[];
   readonly #ledger: Pick<Ledger, 'get'>;
   readonly #clock: Clock;
 
   constructor(options: ClientCertificateAuthenticatorOptions) {
-    this.#ca = options.ca;
+    this.#cas = Array.isArray(options.ca) ? [...(options.ca as readonly SigningCa[])] : [options.ca as SigningCa];
     this.#ledger = options.ledger;
     this.#clock = options.clock ?? systemClock;
   }
@@ -36,13 +42,17 @@ export class ClientCertificateAuthenticator implements Authenticator {
     const presented = ctx.peerCertificates ?? [];
     const leaf = presented[0];
     if (!leaf) return null;
-    const ca = this.#ca;
     const now = this.#clock.now();
     const who = `client certificate serial ${leaf.serial}`;
 
+    // The CA is the one of the leaf's own trust domain; a leaf of no trust domain of ours is judged against the
+    // main one, whose checks then say what is wrong with it.
+    const named = spiffeIdOf(leaf)?.trustDomain;
+    const ca = this.#cas.find((c) => c.trustDomain === named) ?? this.#cas[0]!;
     const problems = checkX509Svid(leaf, { trustDomain: ca.trustDomain });
     if (problems.length) {
-      throw denied(`${who} is not an X509-SVID of trust domain "${ca.trustDomain}": ${problems.map((p) => p.message).join('; ')}`);
+      const domains = this.#cas.length === 1 ? `trust domain "${ca.trustDomain}"` : `a trust domain signed for here (${this.#cas.map((c) => `"${c.trustDomain}"`).join(', ')})`;
+      throw denied(`${who} is not an X509-SVID of ${domains}: ${problems.map((p) => p.message).join('; ')}`);
     }
     // Validity first, by name: "expired" is the usual reason and the one a person acts on.
     if (now.getTime() > leaf.notAfter.getTime()) {
@@ -59,7 +69,7 @@ export class ClientCertificateAuthenticator implements Authenticator {
       purpose: 'client',
     });
     if (!res.ok) {
-      throw denied(`${who} does not chain to this CA's trust bundle: ${res.reasons.map((r) => r.message).join('; ')}`);
+      throw denied(`${who} does not chain to the trust bundle of trust domain "${ca.trustDomain}": ${res.reasons.map((r) => r.message).join('; ')}`);
     }
     // Trusted is not enough: another CA under the same root (or a second trust domain's CA) has its own ledger.
     const issuer: Certificate | undefined = res.chain[1];

@@ -187,6 +187,28 @@ describe('JwtAuthenticator', () => {
     assert.ok(await auth.authenticate(bearer(token)));
   });
 
+  test('an issuer with its own trust domain maps its service accounts there; the others keep the default', async () => {
+    const partnerKey = ec();
+    const partnerPem = t.file('partner.pub', partnerKey.publicKey.export({ format: 'pem', type: 'spki' }) as string);
+    const mainJwks = t.file('main-jwks.json', JSON.stringify({ keys: [jwk(ecKey, 'ec-1')] }));
+    const two = new JwtAuthenticator({
+      trustDomain: TD,
+      clock,
+      issuers: [
+        { issuer: ISS, audiences: ['istio-ca'], jwksFile: mainJwks },
+        { issuer: 'https://partner.example', audiences: ['istio-ca'], publicKeyFiles: [partnerPem], trustDomain: 'partner.example' },
+      ],
+    });
+    const partner = await two.authenticate(bearer(await sign(partnerKey.privateKey, 'ES256', k8sClaims(T0, { iss: 'https://partner.example' }))));
+    assert.equal(partner?.spiffeId.toString(), 'spiffe://partner.example/ns/web/sa/frontend');
+    const main = await two.authenticate(bearer(await sign(ecKey.privateKey, 'ES256', k8sClaims(T0), 'ec-1')));
+    assert.equal(main?.spiffeId.toString(), 'spiffe://cluster.local/ns/web/sa/frontend');
+    assert.throws(
+      () => new JwtAuthenticator({ trustDomain: TD, issuers: [{ issuer: ISS, audiences: ['a'], jwksFile, trustDomain: 'Not A Domain' }] }),
+      (e: unknown) => isMeshError(e, ErrorCodes.SPIFFE_ID) && /auth\.jwt\[0\]\.trustDomain/.test(e.message),
+    );
+  });
+
   test('configuration errors name the file and what is wrong', () => {
     const make = (o: Record<string, unknown>) => () => new JwtAuthenticator({ trustDomain: TD, issuers: [{ issuer: ISS, audiences: ['a'], ...o }] });
     assert.throws(make({ jwksFile: t.file('missing.json') }), (e: unknown) => isMeshError(e, ErrorCodes.FILE_READ) && /missing\.json: cannot read the JWKS file: no such file/.test(e.message));

@@ -18,11 +18,13 @@ export interface JwtIssuerOptions {
   jwksFile?: string;
   /** PEM files of PUBLIC KEY, RSA PUBLIC KEY or CERTIFICATE blocks (e.g. the cluster's sa.pub). */
   publicKeyFiles?: string[];
+  /** The trust domain this issuer's service accounts map into; default: the authenticator's trustDomain. */
+  trustDomain?: string;
 }
 
 export interface JwtAuthenticatorOptions {
   issuers: JwtIssuerOptions[];
-  /** Service accounts map into this trust domain: spiffe://<trustDomain>/ns/<ns>/sa/<sa>. */
+  /** Service accounts map into this trust domain (spiffe://<trustDomain>/ns/<ns>/sa/<sa>) unless their issuer names another. */
   trustDomain: string;
   /** Allowed skew for exp and nbf, in ms. Default 60 s. */
   clockSkewMs?: number;
@@ -50,6 +52,8 @@ type VerifyKey = KeyObject | Awaited<ReturnType<ReturnType<typeof createLocalJWK
 
 interface Issuer {
   options: JwtIssuerOptions;
+  /** Where this issuer's service accounts live. */
+  trustDomain: string;
   /** Reads every key file (throws CONFIG / FILE_READ naming the file); also done on each use, re-reading changes. */
   load(): void;
   /** The keys that may have signed a token with this alg and kid; resolved per request so rotated files are seen. */
@@ -60,7 +64,9 @@ interface Issuer {
  * Authenticates Kubernetes service-account tokens (and any JWT whose subject names one): `authorization: Bearer
  * <JWT>` verified against the configured issuers' keys, RS256 or ES256 only, with `iss`, `aud`, `exp` (required)
  * and `nbf` checked within the clock skew. The identity is spiffe://<trustDomain>/ns/<namespace>/sa/<name>, from
- * the `kubernetes.io` claim or `sub: system:serviceaccount:NS:NAME` (both must agree when both are present).
+ * the `kubernetes.io` claim or `sub: system:serviceaccount:NS:NAME` (both must agree when both are present), where
+ * the trust domain is the issuer's own (a second cluster's issuer may map into a second trust domain) or the
+ * authenticator's default.
  *
  * Returns null when there is no bearer token or it is not shaped like a JWT (a bootstrap token, for the next
  * authenticator); a JWT that fails any check is UNAUTHENTICATED with the reason, never the token.
@@ -88,7 +94,8 @@ export class JwtAuthenticator implements Authenticator {
       if ((o.jwksFile === undefined) === (o.publicKeyFiles === undefined || o.publicKeyFiles.length === 0)) {
         throw new MeshError(ErrorCodes.CONFIG, `${field}: give exactly one of jwksFile or publicKeyFiles`, { subject: field });
       }
-      const issuer = o.jwksFile !== undefined ? jwksIssuer(o, o.jwksFile) : pemIssuer(o, o.publicKeyFiles!);
+      const trustDomain = o.trustDomain === undefined ? this.trustDomain : TrustDomain.parse(o.trustDomain, `${field}.trustDomain`).name;
+      const issuer = o.jwksFile !== undefined ? jwksIssuer(o, o.jwksFile, trustDomain) : pemIssuer(o, o.publicKeyFiles!, trustDomain);
       // Read now: a missing or bad key file stops the server at start rather than failing the first workload.
       issuer.load();
       this.#issuers.set(o.issuer, issuer);
@@ -148,11 +155,11 @@ export class JwtAuthenticator implements Authenticator {
         `the JWT signature does not verify with ${keys.length === 1 ? 'the key' : `any of the ${keys.length} keys`} of issuer ${shown(claims.iss)}`,
       );
     }
-    const spiffeId = this.#identityOf(payload);
+    const spiffeId = this.#identityOf(payload, issuer.trustDomain);
     return { spiffeId, method: 'jwt', principal: `jwt iss=${clip(payload.iss ?? '')} sub=${clip(payload.sub ?? '')}` };
   }
 
-  #identityOf(payload: JWTPayload): SpiffeId {
+  #identityOf(payload: JWTPayload, trustDomain: string): SpiffeId {
     const fromSub = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(typeof payload.sub === 'string' ? payload.sub : '');
     const k8s = payload['kubernetes.io'] as { namespace?: unknown; serviceaccount?: { name?: unknown } } | undefined;
     const fromClaim =
@@ -172,7 +179,7 @@ export class JwtAuthenticator implements Authenticator {
       );
     }
     try {
-      return SpiffeId.forWorkload(this.trustDomain, sa.ns, sa.sa);
+      return SpiffeId.forWorkload(trustDomain, sa.ns, sa.sa);
     } catch (err) {
       throw denied(`service account ${shown(`${sa.ns}/${sa.sa}`)} does not make a valid SPIFFE ID: ${describeError(err)}`);
     }
@@ -210,10 +217,11 @@ export class JwtAuthenticator implements Authenticator {
   }
 }
 
-function jwksIssuer(options: JwtIssuerOptions, file: string): Issuer {
+function jwksIssuer(options: JwtIssuerOptions, file: string, trustDomain: string): Issuer {
   const watched = new WatchedFile(file, 'JWKS file', parseJwks);
   return {
     options,
+    trustDomain,
     load: () => void watched.get(),
     async candidates(alg, kid) {
       const { jwks } = watched.get();
@@ -232,10 +240,11 @@ function jwksIssuer(options: JwtIssuerOptions, file: string): Issuer {
   };
 }
 
-function pemIssuer(options: JwtIssuerOptions, files: string[]): Issuer {
+function pemIssuer(options: JwtIssuerOptions, files: string[], trustDomain: string): Issuer {
   const watched = files.map((f) => new WatchedFile(f, 'JWT public key file', parsePemKeys));
   return {
     options,
+    trustDomain,
     load: () => watched.forEach((w) => w.get()),
     async candidates(alg) {
       // PEM keys carry no kid (Kubernetes' sa.pub does not), so every key of the algorithm is a candidate.

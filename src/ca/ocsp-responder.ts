@@ -191,6 +191,11 @@ export class OcspResponder {
     } catch (err) {
       return ocspErrorAnswer('malformedRequest', describeError(err));
     }
+    return this.answerIds(ids);
+  }
+
+  /** The answer for the CertIDs of a request already scanned (see OcspRouter, which picks the responder by them). */
+  answerIds(ids: readonly ScannedCertId[]): OcspAnswer | Promise<OcspAnswer> {
     if (ids.length !== 1) return this.#answerMany(ids);
     const id = ids[0]!;
     const key = id.der.toString('latin1');
@@ -215,6 +220,11 @@ export class OcspResponder {
     if (refused) return refused;
     this.stats.misses++;
     return this.#pending.get(key) ?? this.#fill(key, id.hash!, id.serial);
+  }
+
+  /** Whether a CertID names this responder's CA (issuer name and key hashes, in a hash algorithm we compute). */
+  issues(id: ScannedCertId): boolean {
+    return this.#refusal(id) === null;
   }
 
   /**
@@ -362,7 +372,7 @@ export class OcspResponder {
   }
 
   /** Several CertIDs in one request (RFC 5019 clients send one): signed for this request, not cached. */
-  async #answerMany(ids: ScannedCertId[]): Promise<OcspAnswer> {
+  async #answerMany(ids: readonly ScannedCertId[]): Promise<OcspAnswer> {
     for (const id of ids) {
       const refused = this.#refusal(id);
       if (refused) return refused;

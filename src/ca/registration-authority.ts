@@ -4,6 +4,7 @@ import type { Ledger } from '../store/index.js';
 import type { CertificateIssuer } from './certificate-issuer.js';
 import { authorizeCsr, requestedNames, type DnsGrant, type RequestedNames } from './csr-authorization.js';
 import { RateLimiter } from './rate-limiter.js';
+import { SigningCas } from './signing-cas.js';
 import type { Authenticator, CallContext, CallerIdentity, CertificateSigningRequest, CertificateSigningResponse } from './registration-types.js';
 
 /**
@@ -15,7 +16,8 @@ export interface CallerWithCommit extends CallerIdentity {
 }
 
 export interface RegistrationAuthorityOptions {
-  issuer: CertificateIssuer;
+  /** The signing CA, or one per trust domain: each certificate is signed by the CA of the caller's trust domain. */
+  issuer: CertificateIssuer | SigningCas;
   /** For audit events (the issuer records certificates in its own ledger, normally the same one). */
   ledger: Ledger;
   /** Tried in order; the first that returns a caller decides. */
@@ -59,7 +61,8 @@ const MAX_REQUESTED_SECONDS = 10 * 365 * 86_400;
  * The registration authority: decides who may have which certificate, then has the CertificateIssuer make it.
  * Per request: size cap, authentication (first authenticator that recognises a credential), rate limit per identity,
  * CSR proof of possession and authorization (own SPIFFE ID only, granted DNS names, no CA powers), lifetime, then
- * issuance, which commits the ledger row before anything is returned.
+ * issuance by the CA of the identity's trust domain (see SigningCas), which commits the ledger row before anything
+ * is returned. The answer's chain is that CA's: its intermediates and its trust domain's roots, no other's.
  *
  * Every decision, allowed or denied, is an audit event in the ledger ('csr-allowed' / 'csr-denied', subject the
  * identity or 'anonymous', details: method, principal, requested names and lifetime, serial or reason). A denial
@@ -69,7 +72,10 @@ const MAX_REQUESTED_SECONDS = 10 * 365 * 86_400;
  * keys never reach messages, logs or audit events.
  */
 export class RegistrationAuthority {
+  /** The main signing CA. */
   readonly issuer: CertificateIssuer;
+  /** Every signing CA, by trust domain. */
+  readonly cas: SigningCas;
   readonly ledger: Ledger;
   readonly authenticators: readonly Authenticator[];
   readonly dnsGrants: readonly DnsGrant[];
@@ -80,7 +86,8 @@ export class RegistrationAuthority {
   readonly #onDecision: ((d: RaDecision) => void) | undefined;
 
   constructor(options: RegistrationAuthorityOptions) {
-    this.issuer = options.issuer;
+    this.cas = options.issuer instanceof SigningCas ? options.issuer : SigningCas.of(options.issuer);
+    this.issuer = this.cas.main;
     this.ledger = options.ledger;
     this.authenticators = [...options.authenticators];
     this.dnsGrants = [...(options.dnsGrants ?? [])];
@@ -128,13 +135,14 @@ export class RegistrationAuthority {
       parsed = csr;
       const authorized = authorizeCsr(csr, caller, this.dnsGrants);
       audit.requested = authorized.requested;
+      const issuer = this.cas.forIdentity(caller.spiffeId);
 
       await caller.commit?.();
 
       // The key, not the CSR: authorizeCsr verified the signature already, and the issuer would verify it again.
       // The builder may still reuse the SPKI bytes the CSR carries.
       rememberCsrPublicKey(csr);
-      const issued = await this.issuer.issue({
+      const issued = await issuer.issue({
         publicKey: csr.publicKey,
         spiffeId: authorized.spiffeId,
         ...(authorized.dnsNames.length ? { dnsNames: authorized.dnsNames } : {}),

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { z } from 'zod';
 import { ErrorCodes, MeshError, describeError } from '../core/index.js';
@@ -12,6 +13,8 @@ const jwtIssuer = z
     audiences: z.array(z.string().min(1)).min(1),
     jwksFile: z.string().min(1).optional(),
     publicKeyFiles: z.array(z.string().min(1)).min(1).optional(),
+    /** The trust domain its service accounts map into: trustDomain (the default) or one of additionalTrustDomains. */
+    trustDomain: z.string().min(1).optional(),
   })
   .refine((j) => (j.jwksFile === undefined) !== (j.publicKeyFiles === undefined), {
     message: 'give exactly one of jwksFile or publicKeyFiles',
@@ -23,9 +26,24 @@ const dnsGrant = z.strictObject({
   dnsNames: z.array(z.string().min(1)).min(1),
 });
 
+/** SPIFFE trust domain names: lowercase letters, digits, ".", "-", "_" (config imports only core: checked here too). */
+const TRUST_DOMAIN_NAME = /^[a-z0-9._-]{1,255}$/;
+
+/** A trust domain besides the main one, signed for by its own CA in its own folder (Istio's cacerts file names). */
+const additionalTrustDomain = z.strictObject({
+  name: z.string().regex(TRUST_DOMAIN_NAME, 'not a SPIFFE trust domain name: use lowercase letters, digits, ".", "-" and "_" (e.g. partner.example)'),
+  /** Absent: DATA-DIR/trust-domains/<name>. A folder without a CA gets a new self-signed root on first start. */
+  caDir: z.string().min(1).optional(),
+});
+
 /** The `meshcert serve` configuration file. Sections that are absent are off. */
 export const serveConfigSchema = z.strictObject({
   trustDomain: z.string().min(1).default('cluster.local'),
+  /**
+   * More trust domains, each with a signing CA of its own: a workload's certificate is signed by the CA of its
+   * identity's trust domain, and its chain ends with that trust domain's roots only (no federation).
+   */
+  additionalTrustDomains: z.array(additionalTrustDomain).default([]),
   grpc: z
     .strictObject({
       listen: listenAddress,
@@ -103,7 +121,44 @@ export const serveConfigSchema = z.strictObject({
    * is created or loaded in the data dir, and `listen` then needs certFile/keyFile.
    */
   sds: sdsConfigSchema.optional(),
+}).superRefine((cfg, ctx) => {
+  checkTrustDomains(cfg, (path, message) => ctx.addIssue({ code: 'custom', path, message }));
 });
+
+/**
+ * The rules between trust domain settings: no trust domain twice (nor the main one among the others), no CA folder
+ * shared, JWT issuers mapped only into trust domains signed for here. Each problem names its field.
+ */
+function checkTrustDomains(
+  cfg: { trustDomain: string; additionalTrustDomains: Array<{ name: string; caDir?: string | undefined }>; auth?: { jwt: Array<{ trustDomain?: string | undefined }> } | undefined },
+  problem: (path: Array<string | number>, message: string) => void,
+): void {
+  const names = new Map<string, number>();
+  const dirs = new Map<string, number>();
+  cfg.additionalTrustDomains.forEach((td, i) => {
+    if (td.name === cfg.trustDomain) {
+      problem(['additionalTrustDomains', i, 'name'], `"${td.name}" is the main trustDomain; list only the other trust domains here`);
+    } else if (names.has(td.name)) {
+      problem(['additionalTrustDomains', i, 'name'], `"${td.name}" is listed twice (also additionalTrustDomains[${names.get(td.name)}])`);
+    } else names.set(td.name, i);
+    if (td.caDir !== undefined) {
+      const dir = resolve(td.caDir);
+      const other = dirs.get(dir);
+      if (other !== undefined) {
+        problem(['additionalTrustDomains', i, 'caDir'], `${td.caDir} is also the folder of additionalTrustDomains[${other}]; each trust domain needs a CA folder of its own`);
+      } else dirs.set(dir, i);
+    }
+  });
+  const known = [cfg.trustDomain, ...names.keys()];
+  cfg.auth?.jwt.forEach((j, i) => {
+    if (j.trustDomain !== undefined && !known.includes(j.trustDomain)) {
+      problem(
+        ['auth', 'jwt', i, 'trustDomain'],
+        `"${j.trustDomain}" is not a trust domain of this server: use trustDomain ("${cfg.trustDomain}")${names.size ? ` or one of additionalTrustDomains (${[...names.keys()].map((n) => `"${n}"`).join(', ')})` : ', or add it to additionalTrustDomains'}`,
+      );
+    }
+  });
+}
 
 export type ServeConfig = z.output<typeof serveConfigSchema>;
 
@@ -161,6 +216,13 @@ export function parseServeConfig(text: string, file = 'config'): ServeConfig {
       ErrorCodes.CONFIG,
       `${file}: sds.listen needs sds.certFile and sds.keyFile when SDS runs alone (no grpc, http or admin section, so no mesh CA to issue its certificate); or use only sds.uds`,
       { subject: 'sds.listen' },
+    );
+  }
+  if (cfg.additionalTrustDomains.length && !serveRunsCa(cfg)) {
+    throw new MeshError(
+      ErrorCodes.CONFIG,
+      `${file}: additionalTrustDomains needs a mesh CA, and a config with only an sds section runs none; add a grpc, http or admin section`,
+      { subject: 'additionalTrustDomains' },
     );
   }
   const taken = [

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Revoker } from '../ca/index.js';
+import type { Revokers } from '../ca/index.js';
 import { ErrorCodes, describeError, isMeshError, silentLogger, type Clock, type Logger } from '../core/index.js';
 import { normalizeSerial, opensslSerial, parseRevocationReason, type RevocationReason } from '../pki/index.js';
 import type { Ledger, LedgerEntry, ListQuery } from '../store/index.js';
@@ -10,10 +10,12 @@ import { applyHttpTimeouts, closeHttp, listenHttp } from './http-listener.js';
 
 export interface AdminEndpointOptions {
   token: AdminToken;
-  revoker: Revoker;
+  /**
+   * Revocation in each trust domain's CA. Only certificates of these CAs are listed or revoked (the ledger may hold
+   * an old CA's during a rotation).
+   */
+  revokers: Revokers;
   ledger: Ledger;
-  /** Only certificates of this issuer are listed (the ledger may hold an old CA's during a rotation). */
-  issuerKeyId: string;
   metrics: ServerMetrics;
   clock: Clock;
   logger?: Logger;
@@ -38,9 +40,10 @@ class HttpError extends Error {
 }
 
 /** A certificate as the admin API shows it: the ledger row without its PEM, with the state at this instant. */
-export function certificateJson(e: LedgerEntry, now: Date): Record<string, unknown> {
+export function certificateJson(e: LedgerEntry, now: Date, trustDomain?: string): Record<string, unknown> {
   return {
     serial: opensslSerial(e.serial),
+    ...(trustDomain === undefined ? {} : { trustDomain }),
     identity: e.identity,
     subject: e.subject,
     sans: e.sans,
@@ -60,7 +63,9 @@ export function certificateJson(e: LedgerEntry, now: Date): Record<string, unkno
  * The admin API, on its own listener (loopback by default) and never on the public one: POST /revoke and
  * GET /certificates, JSON in and out, every request authenticated with the bearer token first (an unauthenticated
  * caller learns nothing, not even which paths exist). A revocation is committed to the ledger before the answer,
- * and the OCSP and CRL caches are refreshed before it too (see Revoker).
+ * and the OCSP and CRL caches are refreshed before it too (see Revoker). With several trust domains, a revocation
+ * goes to the CA that issued the serial (409 when several did: the body then names `trustDomain`), and the list
+ * is of one trust domain's CA at a time (`?trustDomain=`, the main one by default).
  */
 export class AdminEndpoint {
   readonly server: Server;
@@ -130,6 +135,9 @@ export class AdminEndpoint {
         res.on('finish', () => req.destroy());
       } else req.resume();
       if (err instanceof HttpError) return reply(err.status, { error: { code: err.code, message: err.message } });
+      if (isMeshError(err, ErrorCodes.INVALID_ARGUMENT) && Array.isArray(err.details?.ambiguous)) {
+        return reply(409, { error: { code: 'ambiguous_serial', message: err.message, trustDomains: err.details.ambiguous } });
+      }
       if (isMeshError(err, ErrorCodes.NOT_FOUND)) return reply(404, { error: { code: 'not_found', message: err.message } });
       if (isMeshError(err) && (err.code === ErrorCodes.SERIAL || err.code === ErrorCodes.REVOCATION_REASON || err.code === ErrorCodes.INVALID_ARGUMENT)) {
         return reply(400, { error: { code: 'invalid_argument', message: err.message } });
@@ -140,22 +148,24 @@ export class AdminEndpoint {
 
   async #revoke(body: unknown): Promise<Record<string, unknown>> {
     const input = parseRevokeRequest(body, this.#opts.clock.now());
-    const { revoker, metrics } = this.#opts;
+    const { revokers, metrics } = this.#opts;
+    const several = revokers.trustDomains.length > 1;
     let result;
     try {
-      result = await revoker.revoke(input.serial, input.reason, input.invalidityDate);
+      result = await revokers.revoke(input.serial, input.reason, input.invalidityDate, input.trustDomain);
     } catch (err) {
       if (isMeshError(err, ErrorCodes.NOT_FOUND)) {
         metrics.revocations.inc({ result: 'not_found' });
         // The ledger's message names its file; the caller needs the serial and the CA.
-        throw new HttpError(404, `serial ${opensslSerial(input.serial)}: no certificate with this serial was issued by this CA`, 'not_found');
+        const where = input.trustDomain !== undefined ? `the CA of trust domain "${input.trustDomain}"` : several ? `the CA of any trust domain here (${revokers.trustDomains.join(', ')})` : 'this CA';
+        throw new HttpError(404, `serial ${opensslSerial(input.serial)}: no certificate with this serial was issued by ${where}`, 'not_found');
       }
-      metrics.revocations.inc({ result: 'error' });
+      metrics.revocations.inc({ result: isMeshError(err, ErrorCodes.INVALID_ARGUMENT) ? 'invalid' : 'error' });
       throw err;
     }
     metrics.revocations.inc({ result: result.alreadyRevoked ? 'already_revoked' : 'revoked' });
     return {
-      ...certificateJson(result.entry, this.#opts.clock.now()),
+      ...certificateJson(result.entry, this.#opts.clock.now(), several ? result.trustDomain : undefined),
       alreadyRevoked: result.alreadyRevoked,
       // Caches that did not confirm within a second catch up on their own (OCSP at half validity, CRL on its timer).
       lagging: result.lagging,
@@ -164,10 +174,17 @@ export class AdminEndpoint {
 
   async #list(params: URLSearchParams): Promise<Record<string, unknown>> {
     for (const k of params.keys()) {
-      if (!['status', 'identity', 'limit', 'offset'].includes(k)) {
-        throw new HttpError(400, `unknown query parameter "${k}"; use status, identity, limit, offset`, 'invalid_argument');
+      if (!['status', 'identity', 'limit', 'offset', 'trustDomain'].includes(k)) {
+        throw new HttpError(400, `unknown query parameter "${k}"; use status, identity, limit, offset, trustDomain`, 'invalid_argument');
       }
     }
+    const { revokers } = this.#opts;
+    const td = params.get('trustDomain');
+    const revoker = td === null ? revokers.main : revokers.forTrustDomain(td);
+    if (!revoker) {
+      throw new HttpError(400, `trustDomain: "${td}" is not a trust domain this CA signs for (${revokers.trustDomains.join(', ')})`, 'invalid_argument');
+    }
+    const several = revokers.trustDomains.length > 1;
     const status = params.get('status');
     if (status !== null && status !== 'valid' && status !== 'revoked') {
       throw new HttpError(400, `status: "${status}" is neither valid nor revoked`, 'invalid_argument');
@@ -175,14 +192,15 @@ export class AdminEndpoint {
     const limit = intParam(params, 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT);
     const offset = intParam(params, 'offset', 0, 0, Number.MAX_SAFE_INTEGER);
     const now = this.#opts.clock.now();
-    const query: ListQuery = { issuerKeyId: this.#opts.issuerKeyId, limit, offset };
+    const query: ListQuery = { issuerKeyId: revoker.ca.cert.issuerKeyId, limit, offset };
     if (status) query.status = status;
     // "valid" means valid now: expired certificates are left out of it.
     if (status === 'valid') query.includeExpiredBefore = now;
     const identity = params.get('identity');
     if (identity) query.identity = identity;
     const rows = await this.#opts.ledger.list(query);
-    return { certificates: rows.map((r) => certificateJson(r, now)), limit, offset };
+    const trustDomain = several ? revoker.ca.trustDomain : undefined;
+    return { certificates: rows.map((r) => certificateJson(r, now, trustDomain)), limit, offset, ...(trustDomain ? { trustDomain } : {}) };
   }
 }
 
@@ -190,16 +208,23 @@ interface RevokeInput {
   serial: string;
   reason: RevocationReason;
   invalidityDate?: Date;
+  /** The trust domain whose CA issued the serial; needed only when several CAs issued it. */
+  trustDomain?: string;
 }
 
-/** Checks a POST /revoke body: {serial, reason?, invalidityDate?} and nothing else. */
+/** Checks a POST /revoke body: {serial, reason?, invalidityDate?, trustDomain?} and nothing else. */
 export function parseRevokeRequest(body: unknown, now: Date): RevokeInput {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
-    throw new HttpError(400, 'the body must be a JSON object: {"serial": "…", "reason": "…", "invalidityDate": "…"}', 'invalid_argument');
+    throw new HttpError(400, 'the body must be a JSON object: {"serial": "…", "reason": "…", "invalidityDate": "…", "trustDomain": "…"}', 'invalid_argument');
   }
   const b = body as Record<string, unknown>;
-  const unknown = Object.keys(b).filter((k) => !['serial', 'reason', 'invalidityDate'].includes(k));
-  if (unknown.length) throw new HttpError(400, `unknown field${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')}; use serial, reason, invalidityDate`, 'invalid_argument');
+  const unknown = Object.keys(b).filter((k) => !['serial', 'reason', 'invalidityDate', 'trustDomain'].includes(k));
+  if (unknown.length) {
+    throw new HttpError(400, `unknown field${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')}; use serial, reason, invalidityDate, trustDomain`, 'invalid_argument');
+  }
+  if (b.trustDomain !== undefined && (typeof b.trustDomain !== 'string' || b.trustDomain === '')) {
+    throw new HttpError(400, 'trustDomain: must be the name of a trust domain, e.g. "cluster.local"', 'invalid_argument');
+  }
   if (typeof b.serial !== 'string' || b.serial.trim() === '') {
     throw new HttpError(400, 'serial: required, the certificate serial in hex (as `openssl x509 -serial` prints it)', 'invalid_argument');
   }
@@ -217,7 +242,7 @@ export function parseRevokeRequest(body: unknown, now: Date): RevokeInput {
     if (d.getTime() > now.getTime() + FUTURE_SKEW_MS) throw new HttpError(400, 'invalidityDate: is in the future; it says since when the key is known or suspected to be compromised', 'invalid_argument');
     invalidityDate = d;
   }
-  return { serial, reason, ...(invalidityDate ? { invalidityDate } : {}) };
+  return { serial, reason, ...(invalidityDate ? { invalidityDate } : {}), ...(typeof b.trustDomain === 'string' ? { trustDomain: b.trustDomain } : {}) };
 }
 
 function intParam(params: URLSearchParams, name: string, dflt: number, min: number, max: number): number {

@@ -1,4 +1,4 @@
-import { Server, experimental, type ServerCredentials } from '@grpc/grpc-js';
+import { Server, type ServerCredentials } from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
@@ -10,9 +10,13 @@ import {
   CrlPublisher,
   JwtAuthenticator,
   OcspResponder,
+  OcspRouter,
   RegistrationAuthority,
   Revoker,
+  Revokers,
+  SigningCas,
   caExists,
+  hasSettings,
   initRootCa,
   type Authenticator,
   type RevocationListener,
@@ -31,13 +35,17 @@ import { HttpEndpoint, type HealthCheck } from './http-server.js';
 import { ServerMetrics } from './metrics.js';
 import { RevocationEndpoints } from './revocation-endpoints.js';
 import { ServingCertificate } from './serving-certificate.js';
+import { crlPathFor, openAdditionalDomains, type SigningDomain } from './signing-domain.js';
 
 /** What a registration authority is built from; the control plane owns every piece and closes them. */
 export interface SignerDeps {
   config: ServeConfig;
   dataDir: string;
+  /** The main trust domain's CA and issuer. */
   ca: CertificateAuthority;
   issuer: CertificateIssuer;
+  /** Every signing CA, one per trust domain (the main one first). */
+  cas: SigningCas;
   ledger: Ledger;
   logger: Logger;
   clock: Clock;
@@ -88,30 +96,6 @@ export function defaultSdsSocket(dataDir: string): string {
   return join(dataDir, 'sds.sock');
 }
 
-/**
- * TLS credentials for the SDS listener that present the mesh CA's renewing serving certificate and require a
- * client certificate verified against `clientCaPem`. One object is both providers of grpc-js's
- * createCertificateProviderServerCredentials, so its (caProvider, identityProvider) parameter order cannot go wrong.
- */
-function servingWithClientCa(serving: ServingCertificate, clientCaPem: string): ServerCredentials {
-  const caBundle = Buffer.from(clientCaPem);
-  const caListeners = new Set<experimental.CaCertificateUpdateListener>();
-  const provider: experimental.CertificateProvider = {
-    addCaCertificateListener(listener) {
-      caListeners.add(listener);
-      process.nextTick(() => {
-        if (caListeners.has(listener)) listener({ caCertificate: caBundle });
-      });
-    },
-    removeCaCertificateListener(listener) {
-      caListeners.delete(listener);
-    },
-    addIdentityCertificateListener: (listener) => serving.addIdentityCertificateListener(listener),
-    removeIdentityCertificateListener: (listener) => serving.removeIdentityCertificateListener(listener),
-  };
-  return experimental.createCertificateProviderServerCredentials(provider, provider, true);
-}
-
 function readPem(file: string, field: string): string {
   try {
     return readFileSync(file, 'utf8');
@@ -122,20 +106,21 @@ function readPem(file: string, field: string): string {
 
 /** The registration authority of src/ca with the authenticators config.auth enables (none: every call is refused). */
 export function defaultSigner(deps: SignerDeps): ClosableSigner {
-  const { config, ca, issuer, ledger, logger, clock } = deps;
+  const { config, ca, cas, ledger, logger, clock } = deps;
   const auth = config.auth;
   const authenticators: Authenticator[] = [];
   // Bearer credentials first: a caller that sends a token means it, even over a connection with a client certificate.
+  // Each authenticator yields identities of the trust domains signed for here; the RA picks the CA by trust domain.
   if (auth?.jwt.length) {
     authenticators.push(new JwtAuthenticator({ issuers: auth.jwt, trustDomain: ca.trustDomain, clockSkewMs: auth.clockSkew, clock }));
   }
   if (auth?.bootstrapTokens) {
-    authenticators.push(new BootstrapTokenAuthenticator({ file: auth.bootstrapTokens, trustDomain: ca.trustDomain, ledger, clock }));
+    authenticators.push(new BootstrapTokenAuthenticator({ file: auth.bootstrapTokens, trustDomain: cas.trustDomains, ledger, clock }));
   }
-  if (auth?.clientCertificates) authenticators.push(new ClientCertificateAuthenticator({ ca, ledger, clock }));
+  if (auth?.clientCertificates) authenticators.push(new ClientCertificateAuthenticator({ ca: cas.all.map((i) => i.ca), ledger, clock }));
   if (authenticators.length === 0) logger.warn('no authenticator is configured (auth): every CreateCertificate call will be refused');
   return new RegistrationAuthority({
-    issuer,
+    issuer: cas,
     ledger,
     authenticators,
     dnsGrants: config.issuance.dnsGrants,
@@ -167,8 +152,10 @@ export function isLoopbackUrl(url: string): boolean {
 /**
  * The control plane process: the CA (created on first start), its ledger, the registration authority, the Istio
  * CA gRPC API with its own renewing serving certificate, the health/metrics HTTP server, the admin API, and Envoy
- * SDS for gateway secrets. Each endpoint runs only when its config section is present; a config with only `sds`
- * runs SDS alone, without creating or loading a CA (see serveRunsCa).
+ * SDS for gateway secrets. With additionalTrustDomains, each other trust domain has a signing CA of its own (its
+ * own folder, OCSP signer and CRL) beside the main one, sharing the ledger; the server's own certificates and the
+ * first-start token stay the main trust domain's. Each endpoint runs only when its config section is present; a
+ * config with only `sds` runs SDS alone, without creating or loading a CA (see serveRunsCa).
  */
 export class ControlPlane {
   addresses: ControlPlaneAddresses = { grpc: null, http: null, admin: null, sds: null };
@@ -192,6 +179,9 @@ export class ControlPlane {
   #ocsp: OcspResponder | null = null;
   #crl: CrlPublisher | null = null;
   #revoker: Revoker | null = null;
+  #revokers: Revokers | null = null;
+  #domains: SigningDomain[] = [];
+  #cas: SigningCas | null = null;
   #secretSource: SecretSource | null = null;
   #staples: StapleRefresher | null = null;
   #sds: SdsServer | null = null;
@@ -236,18 +226,35 @@ export class ControlPlane {
     return this.#ledger;
   }
 
-  /** Revocation through the ledger and the OCSP/CRL caches (what the admin API calls). */
+  /** Revocation in the main CA through the ledger and its OCSP/CRL caches. */
   get revoker(): Revoker {
     if (!this.#revoker) throw new MeshError(ErrorCodes.INTERNAL, 'the control plane is not started');
     return this.#revoker;
   }
 
-  /** The OCSP responder, when HTTP is on. */
+  /** Revocation in the CA of the right trust domain (what the admin API calls). */
+  get revokers(): Revokers {
+    if (!this.#revokers) throw new MeshError(ErrorCodes.INTERNAL, 'the control plane is not started');
+    return this.#revokers;
+  }
+
+  /** Every signing CA, one per trust domain, the main one first. */
+  get cas(): SigningCas {
+    if (!this.#cas) throw new MeshError(ErrorCodes.INTERNAL, 'the control plane is not started');
+    return this.#cas;
+  }
+
+  /** The trust domains signed for (the main one first) with their CA, folder, CRL path and revocation services. */
+  get signingDomains(): readonly SigningDomain[] {
+    return this.#domains;
+  }
+
+  /** The main CA's OCSP responder, when HTTP is on (see signingDomains for the others'). */
   get ocspResponder(): OcspResponder | null {
     return this.#ocsp;
   }
 
-  /** The CRL publisher, when HTTP is on. */
+  /** The main CA's CRL publisher, when HTTP is on (see signingDomains for the others'). */
   get crlPublisher(): CrlPublisher | null {
     return this.#crl;
   }
@@ -297,7 +304,28 @@ export class ControlPlane {
       maxTtlMs: config.issuance.maxTtl,
       backdateMs: config.issuance.backdate,
     }));
-    this.metrics.setCaNotAfter(ca.maxNotAfter);
+    const mainDomain: SigningDomain = {
+      trustDomain: ca.trustDomain,
+      main: true,
+      folder: dataDir,
+      source: this.createdCa ? 'created' : hasSettings(dataDir) ? 'meshcert' : 'istio',
+      ca,
+      issuer,
+      crlPath: crlPathFor(ca.trustDomain, true),
+      ocsp: null,
+      crl: null,
+      revoker: null,
+    };
+    // The other trust domains' CAs, each in its own folder; the ledger is shared (keyed by issuer key and serial).
+    const domains = (this.#domains = [mainDomain, ...(await openAdditionalDomains({ config, dataDir, publicUrl: this.publicUrl, ledger, clock, logger }))]);
+    const cas = (this.#cas = new SigningCas(domains.map((d) => d.issuer)));
+    for (const d of domains) {
+      this.metrics.setCaNotAfter(d.trustDomain, d.ca.maxNotAfter);
+      logger.info(
+        { trustDomain: d.trustDomain, subject: d.ca.cert.subject, folder: d.folder, ...(d.source === 'created' ? { created: true } : {}), ...(d.main ? { main: true } : {}) },
+        d.source === 'created' ? `trust domain ${d.trustDomain}: created its signing CA in ${d.folder}` : `trust domain ${d.trustDomain}: signing CA "${d.ca.cert.subject}" from ${d.folder}`,
+      );
+    }
 
     if (config.grpc) {
       const grpcConfig = config.grpc;
@@ -309,7 +337,7 @@ export class ControlPlane {
         }
       }
       const createSigner = options.createSigner ?? defaultSigner;
-      this.#signer = await createSigner({ config, dataDir, ca, issuer, ledger, logger, clock });
+      this.#signer = await createSigner({ config, dataDir, ca, issuer, cas, ledger, logger, clock });
       const serving = (this.#serving = new ServingCertificate({
         issuer,
         dnsNames: grpcConfig.dnsNames,
@@ -324,9 +352,13 @@ export class ControlPlane {
       }));
       const service = createCaGrpcService({ signer: this.#signer, logger, metrics: this.metrics });
       server.addService(service.definition, service.implementation);
+      // grpc-js hands a client certificate to the service only when it verifies against the TLS trust bundle: with
+      // several trust domains, that bundle holds every CA's chain, so each trust domain's SVIDs can renew.
+      const others = domains.filter((d) => !d.main).flatMap((d) => [...d.ca.intermediates, ...d.ca.roots]);
+      const credentials = others.length ? serving.credentialsWithClientCa([serving.clientCaPem, ...others.map((c) => c.pem)].join('\n'), false) : serving.credentials();
       const { host, port } = grpcConfig.listen;
       const bound = await new Promise<number>((resolve, reject) => {
-        server.bindAsync(hostPort(host, port), serving.credentials(), (err, p) => (err ? reject(err) : resolve(p)));
+        server.bindAsync(hostPort(host, port), credentials, (err, p) => (err ? reject(err) : resolve(p)));
       }).catch((err: unknown) => {
         throw new MeshError(ErrorCodes.CONFIG, `grpc.listen ${hostPort(host, port)}: cannot listen: ${describeError(err)}`, { subject: 'grpc.listen', cause: err });
       });
@@ -334,34 +366,49 @@ export class ControlPlane {
       logger.info({ address: this.addresses.grpc, dnsNames: grpcConfig.dnsNames }, 'CA gRPC API (istio.v1.auth.IstioCertificateService) listening');
     }
 
-    const listeners: RevocationListener[] = [];
     let routes: RevocationEndpoints | undefined;
     if (config.http) {
       const metrics = this.metrics;
-      const ocsp = (this.#ocsp = new OcspResponder({
-        issuer,
-        responseValidityMs: config.ocsp.responseValidity,
-        signerTtlMs: config.ocsp.signerTtl,
-        maxEntries: config.ocsp.cacheEntries,
+      for (const d of domains) {
+        const trust_domain = d.trustDomain;
+        const ocsp = (d.ocsp = new OcspResponder({
+          issuer: d.issuer,
+          responseValidityMs: config.ocsp.responseValidity,
+          signerTtlMs: config.ocsp.signerTtl,
+          maxEntries: config.ocsp.cacheEntries,
+          logger: d.main ? logger : logger.child({ trustDomain: trust_domain }),
+          onSigner: (cert) => metrics.setOcspSignerNotAfter(trust_domain, cert.notAfter),
+          onSignerRenewal: (ok) => metrics.ocspSignerRenewals.inc({ trust_domain, result: ok ? 'ok' : 'error' }),
+          onSigned: (status, seconds) => metrics.ocspSignSeconds.observe({ status }, seconds),
+        }));
+        await ocsp.start();
+        const crl = (d.crl = new CrlPublisher({
+          ca: d.ca,
+          ledger,
+          validityMs: config.crl.validity,
+          logger: d.main ? logger : logger.child({ trustDomain: trust_domain }),
+          onPublish: (c) => metrics.setCrl(trust_domain, { bytes: c.der.length, entries: c.entries, crlNumber: c.crlNumber, thisUpdate: c.thisUpdate, nextUpdate: c.nextUpdate }),
+          onGeneration: (ok) => metrics.crlGenerations.inc({ trust_domain, result: ok ? 'ok' : 'error' }),
+        }));
+        await crl.start();
+      }
+      this.#ocsp = mainDomain.ocsp;
+      this.#crl = mainDomain.crl;
+      routes = new RevocationEndpoints({
+        // One URL for every CA: the CertID's issuer hashes pick the responder.
+        ocsp: new OcspRouter(domains.map((d) => d.ocsp!)),
+        domains: domains.map((d) => ({ trustDomain: d.trustDomain, crlPath: d.crlPath, crl: d.crl!, trustBundlePem: d.ca.trustBundlePem })),
+        maxRequestBytes: config.ocsp.maxRequestBytes,
+        metrics,
         logger,
-        onSigner: (cert) => metrics.setOcspSignerNotAfter(cert.notAfter),
-        onSignerRenewal: (ok) => metrics.ocspSignerRenewals.inc({ result: ok ? 'ok' : 'error' }),
-        onSigned: (status, seconds) => metrics.ocspSignSeconds.observe({ status }, seconds),
-      }));
-      await ocsp.start();
-      const crl = (this.#crl = new CrlPublisher({
-        ca,
-        ledger,
-        validityMs: config.crl.validity,
-        logger,
-        onPublish: (c) => metrics.setCrl({ bytes: c.der.length, entries: c.entries, crlNumber: c.crlNumber, thisUpdate: c.thisUpdate, nextUpdate: c.nextUpdate }),
-        onGeneration: (ok) => metrics.crlGenerations.inc({ result: ok ? 'ok' : 'error' }),
-      }));
-      await crl.start();
-      listeners.push(ocsp, crl);
-      routes = new RevocationEndpoints({ ocsp, crl, trustBundlePem: ca.trustBundlePem, maxRequestBytes: config.ocsp.maxRequestBytes, metrics, logger });
+      });
     }
-    const revoker = (this.#revoker = new Revoker(ca, ledger, listeners, { logger }));
+    for (const d of domains) {
+      const listeners: RevocationListener[] = d.ocsp && d.crl ? [d.ocsp, d.crl] : [];
+      d.revoker = new Revoker(d.ca, ledger, listeners, { logger: d.main ? logger : logger.child({ trustDomain: d.trustDomain }) });
+    }
+    this.#revoker = mainDomain.revoker;
+    const revokers = (this.#revokers = new Revokers(domains.map((d) => d.revoker!)));
 
     if (config.http) {
       const http = (this.#http = new HttpEndpoint({ metrics: this.metrics, checks: this.#healthChecks(), logger, ...(routes ? { routes } : {}) }));
@@ -370,7 +417,11 @@ export class ControlPlane {
         throw new MeshError(ErrorCodes.CONFIG, `http.listen ${hostPort(host, port)}: cannot listen: ${describeError(err)}`, { subject: 'http.listen', cause: err });
       });
       this.addresses.http = hostPort(host, addr.port);
-      logger.info({ address: this.addresses.http, ocsp: this.publicUrl ? `${this.publicUrl}/ocsp` : null, crl: this.publicUrl ? `${this.publicUrl}/crl` : null }, 'HTTP listening: /ocsp, /crl, /roots, /healthz, /metrics');
+      const crls = Object.fromEntries(domains.map((d) => [d.trustDomain, this.publicUrl ? `${this.publicUrl}${d.crlPath}` : null]));
+      logger.info(
+        { address: this.addresses.http, ocsp: this.publicUrl ? `${this.publicUrl}/ocsp` : null, crl: crls[mainDomain.trustDomain], ...(domains.length > 1 ? { crls } : {}) },
+        `HTTP listening: /ocsp, ${domains.map((d) => d.crlPath).join(', ')}, /roots, /healthz, /metrics`,
+      );
     }
 
     if (config.admin) {
@@ -382,7 +433,7 @@ export class ControlPlane {
         throw new MeshError(ErrorCodes.CONFIG, `admin.tokenFile: ${describeError(err)}`, { subject: 'admin.tokenFile', cause: err });
       }
       this.adminToken = { file: made.path, created: made.created };
-      const admin = (this.#admin = new AdminEndpoint({ token, revoker, ledger, issuerKeyId: ca.cert.issuerKeyId, metrics: this.metrics, clock, logger }));
+      const admin = (this.#admin = new AdminEndpoint({ token, revokers, ledger, metrics: this.metrics, clock, logger }));
       const { host, port } = config.admin.listen;
       const addr = await admin.listen(host, port).catch((err: unknown) => {
         throw new MeshError(ErrorCodes.CONFIG, `admin.listen ${hostPort(host, port)}: cannot listen: ${describeError(err)}`, { subject: 'admin.listen', cause: err });
@@ -456,7 +507,7 @@ export class ControlPlane {
           });
           await serving.start();
         }
-        credentials = clientCaPem ? servingWithClientCa(serving, clientCaPem) : serving.credentials();
+        credentials = clientCaPem ? serving.credentialsWithClientCa(clientCaPem, true) : serving.credentials();
       }
       listen = { host: sds.listen.host, port: sds.listen.port, credentials };
     }
@@ -511,10 +562,10 @@ export class ControlPlane {
   #healthChecks(): Record<string, HealthCheck> {
     const checks: Record<string, HealthCheck> = {
       ca: async () => {
-        const ca = this.ca;
-        const now = ca.clock.now();
-        if (now.getTime() >= ca.maxNotAfter.getTime()) return { ok: false, reason: `the CA expired at ${ca.maxNotAfter.toISOString()}` };
-        return { ok: true };
+        const expired = this.#domains.filter((d) => d.ca.clock.now().getTime() >= d.ca.maxNotAfter.getTime());
+        if (expired.length === 0) return { ok: true };
+        const what = expired.map((d) => `${this.#domains.length > 1 ? `the CA of trust domain ${d.trustDomain}` : 'the CA'} expired at ${d.ca.maxNotAfter.toISOString()}`);
+        return { ok: false, reason: what.join('; ') };
       },
       ledger: async () => {
         // The cheapest real read: newest row by primary key.
@@ -526,13 +577,12 @@ export class ControlPlane {
       const serving = this.#serving;
       checks.grpc = async () => serving.health();
     }
-    if (this.#ocsp) {
-      const ocsp = this.#ocsp;
-      checks.ocsp = async () => ocsp.health();
-    }
-    if (this.#crl) {
-      const crl = this.#crl;
-      checks.crl = async () => crl.health();
+    // The main CA's checks keep their names; another trust domain's carry it: "ocsp partner.example".
+    for (const d of this.#domains) {
+      const suffix = d.main ? '' : ` ${d.trustDomain}`;
+      const { ocsp, crl } = d;
+      if (ocsp) checks[`ocsp${suffix}`] = async () => ocsp.health();
+      if (crl) checks[`crl${suffix}`] = async () => crl.health();
     }
     return checks;
   }
@@ -569,8 +619,10 @@ export class ControlPlane {
     await Promise.all(tasks);
     this.#staples?.close();
     this.#secretSource?.close();
-    this.#ocsp?.stop();
-    this.#crl?.stop();
+    for (const d of this.#domains) {
+      d.ocsp?.stop();
+      d.crl?.stop();
+    }
     try {
       await this.#signer?.close?.();
     } catch (err) {

@@ -20,5 +20,6 @@ export type { HealthCheck, HttpEndpointOptions } from './http-server.js';
 export { ServerMetrics } from './metrics.js';
 export type { IssuanceResult } from './metrics.js';
 export { defaultSigner } from './control-plane.js';
+export type { SigningDomain } from './signing-domain.js';
 export { firstStartToken, FIRST_TOKEN_FILES } from './first-token.js';
 export type { FirstToken } from './first-token.js';

@@ -26,16 +26,17 @@ export class ServerMetrics {
   readonly ocspMalformed: Counter<'reason'>;
   readonly ocspCache: Counter<'result'>;
   readonly ocspSignSeconds: Histogram<'status'>;
-  readonly ocspSignerRenewals: Counter<'result'>;
+  readonly ocspSignerRenewals: Counter<'trust_domain' | 'result'>;
   readonly crlRequests: Counter<'format' | 'code'>;
-  readonly crlGenerations: Counter<'result'>;
+  readonly crlGenerations: Counter<'trust_domain' | 'result'>;
   readonly adminRequests: Counter<'route' | 'code'>;
   readonly adminAuthFailures: Counter<'reason'>;
   readonly revocations: Counter<'result'>;
-  #caNotAfter: Date | null = null;
+  // Per trust domain (one signing CA each, with its own OCSP signer and CRL), in the order they were set.
+  readonly #caNotAfter = new Map<string, Date>();
   #servingNotAfter: Date | null = null;
-  #ocspSignerNotAfter: Date | null = null;
-  #crl: CrlInfo | null = null;
+  readonly #ocspSignerNotAfter = new Map<string, Date>();
+  readonly #crl = new Map<string, CrlInfo>();
 
   constructor(options: { defaultMetrics?: boolean; now?: () => Date } = {}) {
     const now = options.now ?? (() => new Date());
@@ -93,8 +94,8 @@ export class ServerMetrics {
     });
     this.ocspSignerRenewals = new Counter({
       name: 'meshcert_ocsp_signer_renewals_total',
-      help: 'Renewals of the delegated OCSP signer certificate, by result (ok, error)',
-      labelNames: ['result'],
+      help: 'Renewals of the delegated OCSP signer certificate, by trust domain (each CA has its own signer) and result (ok, error)',
+      labelNames: ['trust_domain', 'result'],
       registers: [this.registry],
     });
     this.crlRequests = new Counter({
@@ -105,8 +106,8 @@ export class ServerMetrics {
     });
     this.crlGenerations = new Counter({
       name: 'meshcert_crl_generations_total',
-      help: 'CRLs made (on revocation and before nextUpdate), by result (ok, error)',
-      labelNames: ['result'],
+      help: 'CRLs made (on revocation and before nextUpdate), by trust domain (each CA has its own CRL) and result (ok, error)',
+      labelNames: ['trust_domain', 'result'],
       registers: [this.registry],
     });
     this.adminRequests = new Counter({
@@ -123,20 +124,27 @@ export class ServerMetrics {
     });
     this.revocations = new Counter({
       name: 'meshcert_revocations_total',
-      help: 'Revocations through the admin API, by result (revoked, already_revoked, not_found, error)',
+      help: 'Revocations through the admin API, by result (revoked, already_revoked, not_found, invalid: an unknown or ambiguous trust domain, error)',
       labelNames: ['result'],
       registers: [this.registry],
     });
-    // Gauges read the clock at scrape time, so the value is current however rarely it is set.
+    // Gauges read the clock at scrape time, so the value is current however rarely it is set. Per-CA gauges carry
+    // the trust domain of the CA (the main one and each of additionalTrustDomains).
     const self = this;
+    const perDomain = <T>(values: Map<string, T>, value: (v: T) => number | null) =>
+      function collect(this: Gauge<'trust_domain'>): void {
+        this.reset();
+        for (const [trustDomain, v] of values) {
+          const n = value(v);
+          if (n !== null) this.set({ trust_domain: trustDomain }, n);
+        }
+      };
     new Gauge({
       name: 'meshcert_ca_expiry_seconds',
-      help: 'Seconds until the signing CA (or a certificate above it) expires; negative once expired',
+      help: 'Seconds until the signing CA of a trust domain (or a certificate above it) expires; negative once expired',
+      labelNames: ['trust_domain'],
       registers: [this.registry],
-      collect() {
-        const s = secondsUntil(self.#caNotAfter);
-        if (s !== null) this.set(s);
-      },
+      collect: perDomain(this.#caNotAfter, (d) => secondsUntil(d)),
     });
     new Gauge({
       name: 'meshcert_grpc_serving_certificate_expiry_seconds',
@@ -149,72 +157,66 @@ export class ServerMetrics {
     });
     new Gauge({
       name: 'meshcert_ocsp_signer_expiry_seconds',
-      help: 'Seconds until the delegated OCSP signer certificate expires; negative once expired',
+      help: 'Seconds until the delegated OCSP signer certificate of a trust domain\'s CA expires; negative once expired',
+      labelNames: ['trust_domain'],
       registers: [this.registry],
-      collect() {
-        const s = secondsUntil(self.#ocspSignerNotAfter);
-        if (s !== null) this.set(s);
-      },
+      collect: perDomain(this.#ocspSignerNotAfter, (d) => secondsUntil(d)),
     });
     new Gauge({
       name: 'meshcert_crl_size_bytes',
-      help: 'Size of the CRL served at /crl (DER)',
+      help: 'Size of the CRL of a trust domain\'s CA (DER), served at /crl (the main one) or /crl/TRUST-DOMAIN',
+      labelNames: ['trust_domain'],
       registers: [this.registry],
-      collect() {
-        if (self.#crl) this.set(self.#crl.bytes);
-      },
+      collect: perDomain(this.#crl, (c) => c.bytes),
     });
     new Gauge({
       name: 'meshcert_crl_entries',
-      help: 'Revoked certificates listed in the CRL served at /crl',
+      help: 'Revoked certificates listed in the CRL of a trust domain\'s CA',
+      labelNames: ['trust_domain'],
       registers: [this.registry],
-      collect() {
-        if (self.#crl) this.set(self.#crl.entries);
-      },
+      collect: perDomain(this.#crl, (c) => c.entries),
     });
     new Gauge({
       name: 'meshcert_crl_number',
-      help: 'CRL number of the CRL served at /crl',
+      help: 'CRL number of the CRL of a trust domain\'s CA',
+      labelNames: ['trust_domain'],
       registers: [this.registry],
-      collect() {
-        if (self.#crl) this.set(Number(self.#crl.crlNumber));
-      },
+      collect: perDomain(this.#crl, (c) => Number(c.crlNumber)),
     });
     new Gauge({
       name: 'meshcert_crl_age_seconds',
-      help: 'Seconds since the thisUpdate of the CRL served at /crl',
+      help: 'Seconds since the thisUpdate of the CRL of a trust domain\'s CA',
+      labelNames: ['trust_domain'],
       registers: [this.registry],
-      collect() {
-        const s = secondsUntil(self.#crl?.thisUpdate ?? null);
-        if (s !== null) this.set(-s);
-      },
+      collect: perDomain(this.#crl, (c) => {
+        const s = secondsUntil(c.thisUpdate);
+        return s === null ? null : -s;
+      }),
     });
     new Gauge({
       name: 'meshcert_crl_next_update_seconds',
-      help: 'Seconds until the nextUpdate of the CRL served at /crl; negative once it has passed',
+      help: 'Seconds until the nextUpdate of the CRL of a trust domain\'s CA; negative once it has passed',
+      labelNames: ['trust_domain'],
       registers: [this.registry],
-      collect() {
-        const s = secondsUntil(self.#crl?.nextUpdate ?? null);
-        if (s !== null) this.set(s);
-      },
+      collect: perDomain(this.#crl, (c) => secondsUntil(c.nextUpdate)),
     });
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'meshcert_' });
   }
 
-  setCaNotAfter(d: Date): void {
-    this.#caNotAfter = d;
+  setCaNotAfter(trustDomain: string, d: Date): void {
+    this.#caNotAfter.set(trustDomain, d);
   }
 
   setServingNotAfter(d: Date): void {
     this.#servingNotAfter = d;
   }
 
-  setOcspSignerNotAfter(d: Date): void {
-    this.#ocspSignerNotAfter = d;
+  setOcspSignerNotAfter(trustDomain: string, d: Date): void {
+    this.#ocspSignerNotAfter.set(trustDomain, d);
   }
 
-  setCrl(info: CrlInfo): void {
-    this.#crl = info;
+  setCrl(trustDomain: string, info: CrlInfo): void {
+    this.#crl.set(trustDomain, info);
   }
 
   /** One call: counted, timed, and for a denial its reason. */

@@ -1,13 +1,23 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { isSignedAnswer, ocspErrorAnswer, type CrlPublisher, type OcspAnswer, type OcspResponder, type PublishedCrl, type SignedOcspAnswer } from '../ca/index.js';
+import { isSignedAnswer, ocspErrorAnswer, type CrlPublisher, type OcspAnswer, type OcspAnswerer, type PublishedCrl, type SignedOcspAnswer } from '../ca/index.js';
 import { describeError, silentLogger, type Logger } from '../core/index.js';
 import type { ServerMetrics } from './metrics.js';
 
-export interface RevocationEndpointsOptions {
-  ocsp: OcspResponder;
+/** A trust domain's revocation and trust material on the HTTP listener. */
+export interface DomainEndpoints {
+  trustDomain: string;
+  /** Where its CRL is served: /crl for the main trust domain, /crl/<trust domain> for the others. */
+  crlPath: string;
   crl: CrlPublisher;
-  /** The trust bundle served at /roots (root-cert.pem). */
+  /** Its trust bundle (root-cert.pem). */
   trustBundlePem: string;
+}
+
+export interface RevocationEndpointsOptions {
+  /** Answers for every CA (an OcspRouter over each CA's responder). */
+  ocsp: OcspAnswerer;
+  /** One per trust domain, the main one first. */
+  domains: DomainEndpoints[];
   /** POST bodies above this are refused with 413 and malformedRequest, unread. */
   maxRequestBytes: number;
   metrics: ServerMetrics;
@@ -29,20 +39,32 @@ interface StaticHeaders {
 
 /**
  * The revocation endpoints of the public HTTP listener: the OCSP responder (RFC 6960 over HTTP, RFC 5019 profile)
- * by POST and GET, the CRL and the trust bundle. Transport only: every answer comes from OcspResponder and
- * CrlPublisher. A cached OCSP answer is written without awaiting anything, with header values computed once per
- * answer, since this is what a mesh of tens of thousands of workloads hits.
+ * by POST and GET for every CA, each CA's CRL at its own path, and the trust bundles at /roots (each trust domain's
+ * labelled, when there are several) and /roots/<trust domain>. Transport only: every answer comes from the OCSP
+ * responders and the CRL publishers. A cached OCSP answer is written without awaiting anything, with header values
+ * computed once per answer, since this is what a mesh of tens of thousands of workloads hits.
  */
 export class RevocationEndpoints {
   readonly #opts: RevocationEndpointsOptions;
   readonly #logger: Logger;
   readonly #headers = new WeakMap<SignedOcspAnswer, StaticHeaders>();
   readonly #rootsPem: Buffer;
+  readonly #rootsOf = new Map<string, Buffer>();
+  readonly #crls = new Map<string, CrlPublisher>();
 
   constructor(options: RevocationEndpointsOptions) {
     this.#opts = options;
     this.#logger = options.logger ?? silentLogger;
-    this.#rootsPem = Buffer.from(options.trustBundlePem);
+    for (const d of options.domains) {
+      this.#crls.set(d.crlPath, d.crl);
+      this.#rootsOf.set(d.trustDomain, Buffer.from(d.trustBundlePem));
+    }
+    // One trust domain: root-cert.pem as it is. Several: each bundle after a line naming its trust domain (text
+    // outside PEM blocks, which PEM readers skip), so a person sees which roots are whose.
+    this.#rootsPem =
+      options.domains.length === 1
+        ? Buffer.from(options.domains[0]!.trustBundlePem)
+        : Buffer.from(options.domains.map((d) => `# trust domain ${d.trustDomain}\n${d.trustBundlePem.endsWith('\n') ? d.trustBundlePem : `${d.trustBundlePem}\n`}`).join(''));
   }
 
   /** Takes the request when its path is one of ours; false leaves it to the caller. */
@@ -64,16 +86,18 @@ export class RevocationEndpoints {
     }
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
-    if (path === '/crl') {
+    const crl = this.#crls.get(path);
+    if (crl) {
       if (req.method !== 'GET' && req.method !== 'HEAD') methodNotAllowed(res, 'GET, HEAD');
-      else this.#crl(req, res, q < 0 ? '' : url.slice(q + 1));
+      else this.#crl(req, res, crl, q < 0 ? '' : url.slice(q + 1));
       return true;
     }
-    if (path === '/roots') {
+    const roots = path === '/roots' ? this.#rootsPem : path.startsWith('/roots/') ? this.#rootsOf.get(path.slice('/roots/'.length)) : undefined;
+    if (roots) {
       if (req.method !== 'GET' && req.method !== 'HEAD') methodNotAllowed(res, 'GET, HEAD');
       else {
-        res.writeHead(200, ['content-type', 'application/x-pem-file', 'content-length', String(this.#rootsPem.length), 'cache-control', 'public, max-age=300']);
-        res.end(req.method === 'HEAD' ? undefined : this.#rootsPem);
+        res.writeHead(200, ['content-type', 'application/x-pem-file', 'content-length', String(roots.length), 'cache-control', 'public, max-age=300']);
+        res.end(req.method === 'HEAD' ? undefined : roots);
       }
       return true;
     }
@@ -194,14 +218,14 @@ export class RevocationEndpoints {
     res.on('finish', () => req.destroy());
   }
 
-  #crl(req: IncomingMessage, res: ServerResponse, query: string): void {
+  #crl(req: IncomingMessage, res: ServerResponse, publisher: CrlPublisher, query: string): void {
     const params = new URLSearchParams(query);
     const format = (params.get('format') ?? 'der').toLowerCase();
     if (format !== 'der' && format !== 'pem') {
       this.#opts.metrics.crlRequests.inc({ format: 'invalid', code: '400' });
       return sendText(res, 400, `format "${params.get('format')}" is not der or pem\n`);
     }
-    const crl: PublishedCrl | null = this.#opts.crl.current;
+    const crl: PublishedCrl | null = publisher.current;
     if (!crl) {
       this.#opts.metrics.crlRequests.inc({ format, code: '503' });
       res.setHeader('retry-after', '1');

@@ -165,6 +165,35 @@ export class ServingCertificate implements experimental.CertificateProvider {
     return experimental.createCertificateProviderServerCredentials(this, this, false);
   }
 
+  /** PEM of what client certificates are verified against by credentials(): the mesh CA's chain and roots. */
+  get clientCaPem(): string {
+    return this.#caBundle.toString();
+  }
+
+  /**
+   * Server credentials presenting this certificate (renewed as it is) while verifying client certificates against
+   * `clientCaPem` instead: the CA API trusting every trust domain's CA, an SDS listener trusting its own client CA.
+   */
+  credentialsWithClientCa(clientCaPem: string, requireClient: boolean): ServerCredentials {
+    const caBundle = Buffer.from(clientCaPem);
+    const caListeners = new Set<CaListener>();
+    const provider: experimental.CertificateProvider = {
+      addCaCertificateListener(listener) {
+        caListeners.add(listener);
+        process.nextTick(() => {
+          if (caListeners.has(listener)) listener({ caCertificate: caBundle });
+        });
+      },
+      removeCaCertificateListener(listener) {
+        caListeners.delete(listener);
+      },
+      addIdentityCertificateListener: (listener) => this.addIdentityCertificateListener(listener),
+      removeIdentityCertificateListener: (listener) => this.removeIdentityCertificateListener(listener),
+    };
+    // One object is both providers, so grpc-js's (caProvider, identityProvider) parameter order cannot go wrong.
+    return experimental.createCertificateProviderServerCredentials(provider, provider, requireClient);
+  }
+
   stop(): void {
     this.#stopped = true;
     if (this.#timer) clearTimeout(this.#timer);

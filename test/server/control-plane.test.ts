@@ -32,7 +32,7 @@ test('first start creates the CA, binds ephemeral ports and reports them; /healt
     const metrics = await httpGet(cp.addresses.http!, '/metrics');
     assert.equal(metrics.status, 200);
     assert.match(String(metrics.headers['content-type']), /^text\/plain/);
-    const ca = /^meshcert_ca_expiry_seconds (\S+)$/m.exec(metrics.body);
+    const ca = /^meshcert_ca_expiry_seconds\{trust_domain="cluster\.local"\} (\S+)$/m.exec(metrics.body);
     assert.ok(ca, metrics.body);
     const caLeft = Number(ca[1]);
     assert.ok(caLeft > 9 * 365 * 86400 && caLeft <= 10 * 365 * 86400, `CA expiry ${caLeft}`);

@@ -1,5 +1,6 @@
 // Shared by the test/server suites: a real ControlPlane on 127.0.0.1 with ephemeral ports in a temp data dir, and
 // clients for it (the agent's CA client, a raw grpc-js client, a bare TLS handshake, plain HTTP).
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { isIP } from 'node:net';
@@ -126,15 +127,20 @@ export class TestJwtIssuer {
   readonly privateKey: KeyObject;
   readonly publicKeyFile: string;
 
-  constructor(dir: string) {
+  /** `issuer` is the `iss` of its tokens; a second issuer in the same folder needs another `keyFile` name. */
+  constructor(
+    dir: string,
+    readonly issuer = JWT_ISSUER,
+    keyFile = 'sa.pub',
+  ) {
     const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     this.privateKey = privateKey;
-    this.publicKeyFile = join(dir, 'sa.pub');
+    this.publicKeyFile = join(dir, keyFile);
     writeFileSync(this.publicKeyFile, publicKey.export({ format: 'pem', type: 'spki' }));
   }
 
   get config(): Record<string, unknown> {
-    return { issuer: JWT_ISSUER, audiences: [JWT_AUDIENCE], publicKeyFiles: [this.publicKeyFile] };
+    return { issuer: this.issuer, audiences: [JWT_AUDIENCE], publicKeyFiles: [this.publicKeyFile] };
   }
 
   /** A Kubernetes service-account token for NS/SA; `exp` in seconds from now (negative: already expired). */
@@ -142,7 +148,7 @@ export class TestJwtIssuer {
     const now = Math.floor(Date.now() / 1000);
     return new SignJWT({ 'kubernetes.io': { namespace: ns, serviceaccount: { name: sa } } })
       .setProtectedHeader({ alg: 'ES256' })
-      .setIssuer(JWT_ISSUER)
+      .setIssuer(this.issuer)
       .setAudience(options.audience ?? JWT_AUDIENCE)
       .setSubject(`system:serviceaccount:${ns}:${sa}`)
       .setIssuedAt(now - 5)
@@ -164,6 +170,26 @@ export function loopbackConfig(extra: Record<string, unknown> = {}): Record<stri
     http: { listen: '127.0.0.1:0', publicUrl: 'http://127.0.0.1:15014' },
     ...extra,
   };
+}
+
+/** What an external tool printed. */
+export interface ToolRun {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs an external tool (openssl, curl) without blocking: the server under test runs in this process, and a
+ * synchronous spawn would stop it from answering the tool.
+ */
+export function runTool(cmd: string, args: string[]): Promise<ToolRun> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { encoding: 'utf8', timeout: 30_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      if (err && typeof (err as { code?: unknown }).code !== 'number') return reject(err);
+      resolve({ status: err ? Number((err as { code: number }).code) : 0, stdout, stderr });
+    });
+  });
 }
 
 export function sleep(ms: number): Promise<void> {

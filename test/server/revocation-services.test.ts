@@ -280,10 +280,10 @@ describe('revocation services: OCSP, CRL, roots and the admin API of meshcert se
     assert.equal(roots.status, 200);
     assert.equal(roots.body, readFileSync(rootCert, 'utf8'));
     const m = await metrics();
-    assert.match(m, /meshcert_crl_entries [1-9]/);
-    assert.match(m, /meshcert_crl_size_bytes \d{3,}/);
-    assert.match(m, /meshcert_crl_age_seconds \d/);
-    assert.match(m, /meshcert_ocsp_signer_expiry_seconds 6\d{5}/);
+    assert.match(m, /meshcert_crl_entries\{trust_domain="cluster\.local"\} [1-9]/);
+    assert.match(m, /meshcert_crl_size_bytes\{trust_domain="cluster\.local"\} \d{3,}/);
+    assert.match(m, /meshcert_crl_age_seconds\{trust_domain="cluster\.local"\} \d/);
+    assert.match(m, /meshcert_ocsp_signer_expiry_seconds\{trust_domain="cluster\.local"\} 6\d{5}/);
   });
 
   test('admin API: 401 without or with a wrong token (counted); never on the public listener; 400 and 404 with messages; GET /certificates', async () => {

@@ -29,7 +29,21 @@ token (DATA-DIR/bootstrap-token, valid 24h, for spiffe://TRUST-DOMAIN/ns/default
 OCSP responses are signed by a delegated signer the server issues itself, cached and re-signed at half their
 validity; request nonces are not echoed (RFC 5019), so \`openssl ocsp\` needs -no_nonce to stay quiet.
 With --config, a section that is absent is off; a config with only an sds section serves Envoy SDS alone, with
-no mesh CA in the data dir (sds.uds defaults to DATA-DIR/sds.sock). Stops cleanly on SIGINT or SIGTERM (exit 0).`,
+no mesh CA in the data dir (sds.uds defaults to DATA-DIR/sds.sock). Stops cleanly on SIGINT or SIGTERM (exit 0).
+
+More trust domains, each signed for by a CA of its own (the main one stays in the data dir):
+  trustDomain: cluster.local
+  additionalTrustDomains:
+    - name: partner.example
+      caDir: /etc/meshcert/partner   # optional; default DATA-DIR/trust-domains/NAME. A folder with no CA gets a
+                                     # new root on first start; Istio's cacerts files are used as they are
+  auth:
+    jwt: [{ issuer: https://partner-cluster.example, audiences: [istio-ca], jwksFile: partner-jwks.json,
+            trustDomain: partner.example }]   # its service accounts map into partner.example
+A workload's certificate is signed by the CA of its identity's trust domain; cert_chain ends with that trust
+domain's roots only (no federation). Bootstrap token identities may be in any of the trust domains. OCSP answers
+for every CA at /ocsp; each other CA's CRL is at /crl/TRUST-DOMAIN; /roots lists every trust domain's roots,
+labelled, and /roots/TRUST-DOMAIN one of them. POST /revoke takes "trustDomain" when a serial is ambiguous.`,
     )
     .action(async (opts: { dataDir?: string; config?: string; logLevel?: string }) => {
       const dataDir = resolveDataDir(opts.dataDir);
@@ -61,19 +75,29 @@ no mesh CA in the data dir (sds.uds defaults to DATA-DIR/sds.sock). Stops cleanl
 
 function startBanner(cp: ControlPlane, dataDir: string, config: ServeConfig): string {
   const serverName = config.grpc?.dnsNames[0];
+  const domains = cp.hasCa ? cp.signingDomains : [];
   const lines = [
-    cp.hasCa
-      ? `meshcert serve: control plane for trust domain ${cp.ca.trustDomain}, data dir ${dataDir}`
-      : `meshcert serve: Envoy SDS only (no mesh CA: the config has only an sds section), data dir ${dataDir}`,
+    !cp.hasCa
+      ? `meshcert serve: Envoy SDS only (no mesh CA: the config has only an sds section), data dir ${dataDir}`
+      : domains.length > 1
+        ? `meshcert serve: control plane for trust domains ${domains.map((d) => d.trustDomain).join(', ')}, data dir ${dataDir}`
+        : `meshcert serve: control plane for trust domain ${cp.ca.trustDomain}, data dir ${dataDir}`,
   ];
   if (cp.createdCa) lines.push(`  created a new mesh CA in ${dataDir} (root-cert.pem is the trust bundle workloads need)`);
+  // One line per trust domain: which CA signs for it, and where that CA lives.
+  for (const d of domains) {
+    const how = d.source === 'created' ? ', created now' : d.source === 'istio' ? ', Istio cacerts files used as they are' : '';
+    lines.push(`  trust domain ${d.trustDomain}: CA "${d.ca.cert.subject}" in ${d.folder}${how}`);
+  }
   if (cp.addresses.grpc) lines.push(`  CA gRPC API (istio.v1.auth.IstioCertificateService): ${cp.addresses.grpc} (TLS, server name ${serverName})`);
   if (cp.addresses.http) {
-    lines.push(`  health and metrics: http://${cp.addresses.http}/healthz  http://${cp.addresses.http}/metrics`);
-    lines.push(`  OCSP responder: http://${cp.addresses.http}/ocsp  CRL: http://${cp.addresses.http}/crl  trust bundle: http://${cp.addresses.http}/roots`);
+    const base = `http://${cp.addresses.http}`;
+    lines.push(`  health and metrics: ${base}/healthz  ${base}/metrics`);
+    lines.push(`  OCSP responder: ${base}/ocsp  CRL: ${base}/crl  trust bundle: ${base}/roots`);
+    for (const d of domains.filter((x) => !x.main)) lines.push(`    CRL of trust domain ${d.trustDomain}: ${base}${d.crlPath}  its roots: ${base}/roots/${d.trustDomain}`);
     lines.push(
       cp.publicUrl
-        ? `  written into issued certificates: ${cp.publicUrl}/ocsp (AIA) and ${cp.publicUrl}/crl (CRL distribution point)`
+        ? `  written into issued certificates: ${cp.publicUrl}/ocsp (AIA) and ${cp.publicUrl}/crl (CRL distribution point${domains.length > 1 ? `; ${cp.publicUrl}/crl/TRUST-DOMAIN for the other trust domains` : ''})`
         : '  no http.publicUrl: issued certificates carry no OCSP URL and no CRL distribution point',
     );
   }
