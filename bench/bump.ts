@@ -40,7 +40,7 @@ import {
 } from '../src/pki/index.js';
 import type { LoadResult, LoadSpec } from './bump-load-client.js';
 import { freePort } from './free-port.js';
-import { renderTable, type BenchOptions, type BenchReport, type BenchRow, type Benchmark } from './run.js';
+import { cpuProfArgs, renderTable, type BenchOptions, type BenchReport, type BenchRow, type Benchmark } from './run.js';
 
 const REPO = fileURLToPath(new URL('../', import.meta.url));
 const LOAD_CLIENT = join(REPO, 'bench', 'bump-load-client.ts');
@@ -344,7 +344,7 @@ http {
   return spawn('taskset', ['-c', CLIENT_CPU, 'nginx', '-c', join(ngx, 'nginx.conf'), '-p', `${ngx}/`, '-g', 'daemon off;'], { stdio: 'ignore' });
 }
 
-async function startMeshcert(dir: string, pki: Pki): Promise<ProxyHandle> {
+async function startMeshcert(dir: string, pki: Pki, options: BenchOptions): Promise<ProxyHandle> {
   const port = await freePort();
   const cfg = join(dir, 'meshcert-bump.yaml');
   writeFileSync(
@@ -357,12 +357,14 @@ filters:
 mimic: { prefillKeyTypes: [ec-p256] }
 `,
   );
-  const child = spawn('taskset', ['-c', PROXY_CPU, process.execPath, '--import', 'tsx', join(REPO, 'src', 'cli', 'main.ts'), 'bump', '--config', cfg, '--log-level', 'error'], {
+  // The build, as users run it (tsx would turn source maps on, which makes every Error costly); the sources if unbuilt.
+  const cli = existsSync(join(REPO, 'dist', 'cli', 'main.js')) ? [join(REPO, 'bin', 'meshcert')] : ['--import', 'tsx', join(REPO, 'src', 'cli', 'main.ts')];
+  const child = spawn('taskset', ['-c', PROXY_CPU, process.execPath, ...cpuProfArgs(options), ...cli, 'bump', '--config', cfg, '--log-level', 'error'], {
     cwd: REPO,
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   if (!(await waitForPort(port, 90_000))) throw new Error('meshcert bump did not start within 90 s');
-  return { name: 'meshcert bump', pid: child.pid!, port, caPem: readFileSync(pki.bumpCaFile, 'utf8'), stop: () => stopChild(child) };
+  return { name: 'meshcert bump', pid: child.pid!, port, caPem: readFileSync(pki.bumpCaFile, 'utf8'), stop: () => stopChild(child, 'SIGTERM') };
 }
 
 async function startMitmproxy(dir: string, pki: Pki): Promise<ProxyHandle> {
@@ -500,9 +502,9 @@ async function run(options: BenchOptions): Promise<BenchReport> {
     try {
       if (!(await waitForPort(upstreamPort, 10_000))) throw new Error('nginx did not start');
       const starters: Array<[string, string | null, () => Promise<ProxyHandle>]> = [
-        ['meshcert bump', null, () => startMeshcert(dir, pki)],
-        ['mitmproxy', missing.includes('mitmdump') ? 'mitmdump missing (Debian package mitmproxy)' : null, () => startMitmproxy(dir, pki)],
-        ['squid ssl-bump', missing.includes('squid') ? 'squid missing (Debian package squid-openssl)' : null, () => startSquid(dir, pki)],
+        ['meshcert bump', null, () => startMeshcert(dir, pki, options)],
+        ['mitmproxy', options.noPeers ? '--no-peers' : missing.includes('mitmdump') ? 'mitmdump missing (Debian package mitmproxy)' : null, () => startMitmproxy(dir, pki)],
+        ['squid ssl-bump', options.noPeers ? '--no-peers' : missing.includes('squid') ? 'squid missing (Debian package squid-openssl)' : null, () => startSquid(dir, pki)],
       ];
       const results: Measurement[] = [];
       for (const [name, why, start] of starters) {
@@ -514,6 +516,7 @@ async function run(options: BenchOptions): Promise<BenchReport> {
         try {
           log(`${name}: starting`);
           proxy = await start();
+          if (name === 'meshcert bump') notes.push(`meshcert bump ran from ${existsSync(join(REPO, 'dist', 'cli', 'main.js')) ? 'the build (dist/)' : 'the sources through tsx'}`);
           for (const keepAlive of [true, false]) {
             log(`${name}: ${keepAlive ? 'kept-alive connections' : 'a new connection per request'}`);
             const m = await runLoad(proxy, upstreamPort, keepAlive, long);

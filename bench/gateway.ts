@@ -8,7 +8,8 @@
  * The server under test runs on CPU 0, the load client (bench/gateway-load-client.ts) and the upstream on CPU 1.
  * Server CPU per operation = utime+stime of the server's processes (/proc/PID/stat; nginx: master + worker) over
  * the window ÷ operations. A bare Node TLS server (tls.createServer, no ClientHello pre-read, no stapling logic)
- * is measured too, to tell the gateway's own overhead from Node's. Cases alternate over rounds; each keeps its
+ * is measured too, and a bare Node proxy (https server piping to node:http's keep-alive agent) per kept-alive
+ * request, to tell the gateway's own overhead from Node's. Cases alternate over rounds; each keeps its
  * best round (least CPU per op), so a burst of load elsewhere on the machine does not decide the ratio.
  *
  * Standalone: node --import reflect-metadata --import tsx bench/gateway.ts [--long]
@@ -22,7 +23,7 @@ import { stringify } from 'yaml';
 import { gatewayPki, makeStaple, manifestYaml } from '../test/sds/secret-fixtures.js';
 import type { TlsLoadResult, TlsLoadSpec } from './gateway-load-client.js';
 import { freePort } from './free-port.js';
-import type { BenchOptions, BenchReport, BenchRow, Benchmark } from './run.js';
+import { cpuProfArgs, type BenchOptions, type BenchReport, type BenchRow, type Benchmark } from './run.js';
 import { runTool as exec } from './run-tool.js';
 
 const REPO = fileURLToPath(new URL('../', import.meta.url));
@@ -176,6 +177,27 @@ s.on('tlsClientError', () => {});
 s.listen(Number(port), '127.0.0.1');
 `;
 
+/**
+ * The least a Node proxy can do per kept-alive request: an https server whose handler forwards to the upstream over
+ * node:http's keep-alive agent and pipes the answer back. No routing, no headers rewritten, no logs, no metrics.
+ * argv: KEY CERT PORT UPSTREAM_PORT.
+ */
+const BARE_PROXY = `
+import { createServer } from 'node:https';
+import { Agent, request } from 'node:http';
+import { readFileSync } from 'node:fs';
+const [key, cert, port, upPort] = process.argv.slice(2);
+const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+const fail = (res) => { if (!res.headersSent) res.writeHead(502); res.end(); };
+const s = createServer({ key: readFileSync(key), cert: readFileSync(cert), minVersion: 'TLSv1.3', keepAliveTimeout: 65000 }, (req, res) => {
+  const up = request({ agent, host: '127.0.0.1', port: Number(upPort), method: req.method, path: req.url, headers: req.headers }, (r) => { res.writeHead(r.statusCode, r.headers); r.pipe(res); });
+  up.on('error', () => fail(res));
+  req.pipe(up);
+});
+s.on('tlsClientError', () => {});
+s.listen(Number(port), '127.0.0.1');
+`;
+
 async function run(options: BenchOptions): Promise<BenchReport> {
   const { log } = options;
   const notes: string[] = [];
@@ -248,7 +270,7 @@ async function run(options: BenchOptions): Promise<BenchReport> {
     );
     const built = existsSync(join(REPO, 'dist', 'cli', 'main.js'));
     const gwArgs = built ? [join(REPO, 'bin', 'meshcert')] : ['--import', 'tsx', join(REPO, 'src', 'cli', 'main.ts')];
-    const gw = spawn('taskset', ['-c', SERVER_CPU, process.execPath, ...gwArgs, 'gateway', '-f', gwFile, '--secrets', join(gwDir, 'secrets'), '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const gw = spawn('taskset', ['-c', SERVER_CPU, process.execPath, ...cpuProfArgs(options), ...gwArgs, 'gateway', '-f', gwFile, '--secrets', join(gwDir, 'secrets'), '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let gwErr = '';
     gw.stderr!.on('data', (d: Buffer) => (gwErr += d.toString()));
     children.push(gw);
@@ -269,6 +291,15 @@ async function run(options: BenchOptions): Promise<BenchReport> {
     children.push(bare);
     await waitForPort(barePort, bare);
     servers.push({ name: 'bare node tls', port: barePort, child: bare, pids: () => [bare.pid!], cases: ['handshake', 'handshake+staple'] });
+
+    // A bare Node proxy: Node's own floor per kept-alive proxied request.
+    const bareProxyFile = join(dir, 'bare-proxy.mjs');
+    writeFileSync(bareProxyFile, BARE_PROXY);
+    const bareProxyPort = await freePort();
+    const bareProxy = spawn('taskset', ['-c', SERVER_CPU, process.execPath, bareProxyFile, files.key, files.cert, String(bareProxyPort), String(upPort)], { stdio: 'ignore' });
+    children.push(bareProxy);
+    await waitForPort(bareProxyPort, bareProxy);
+    servers.push({ name: 'bare node proxy', port: bareProxyPort, child: bareProxy, pids: () => [bareProxy.pid!], cases: ['keepalive'] });
 
     // The gateway's listener alone (ClientHello pre-read, server selection, stapling verdict, metrics; no proxy).
     const lPort = await freePort();
@@ -301,7 +332,7 @@ async function run(options: BenchOptions): Promise<BenchReport> {
     const ratio = (a?: number, b?: number) => (a !== undefined && b !== undefined && b > 0 && Number.isFinite(a) ? a / b : null);
     for (const c of ['handshake', 'handshake+staple', 'keepalive'] as CaseName[]) {
       const ng = best('nginx', c);
-      for (const name of ['meshcert gateway', 'gateway listener only', 'bare node tls']) {
+      for (const name of ['meshcert gateway', 'gateway listener only', 'bare node tls', 'bare node proxy']) {
         const m = best(name, c);
         if (!m) continue;
         const unit = c === 'keepalive' ? 'µs CPU/request' : 'µs CPU/handshake';
@@ -326,6 +357,8 @@ async function run(options: BenchOptions): Promise<BenchReport> {
         `per handshake, vs nginx: bare Node TLS server ${bareHs.toFixed(2)}×, the gateway's listener alone (ClientHello pre-read, selection, stapling verdict, metrics) ${lisHs === null ? 'n/a' : `${lisHs.toFixed(2)}×`}, the whole gateway (+ the HTTP proxy taking the connection) ${hs.toFixed(2)}×`,
       );
     }
+    const bareKa = ratio(best('bare node proxy', 'keepalive')?.cpuUsPerOp, n('keepalive'));
+    notes.push(`per kept-alive request, vs nginx: a bare Node proxy (https server piping to node:http's keep-alive agent, nothing else) ${bareKa?.toFixed(2) ?? 'n/a'}×, the gateway ${ka?.toFixed(2) ?? 'n/a'}×`);
     notes.push(`server on CPU ${SERVER_CPU}, load client and upstream on CPU ${CLIENT_CPU}; ${HANDSHAKE_CONNECTIONS} handshake loops, ${KEEPALIVE_CONNECTIONS} kept-alive connections; best of ${rounds} rounds per case`);
     return { rows, notes, details: { measurements: all } };
   } finally {

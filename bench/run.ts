@@ -7,6 +7,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { resolve } from 'node:path';
 import { issueBenchmark } from './issue.js';
 import { caBenchmark } from './ca.js';
 import { sdsBenchmark } from './sds.js';
@@ -42,7 +43,16 @@ export interface BenchReport {
 export interface BenchOptions {
   /** Longer measurements (--long); the default keeps each benchmark under a minute. */
   long: boolean;
+  /** --no-peers: measure meshcert only (quicker while working on it); ratios are then absent. */
+  noPeers?: boolean;
+  /** --cpu-prof=DIR: meshcert server processes the benchmark starts write V8 CPU profiles (.cpuprofile) there. */
+  cpuProfDir?: string;
   log(message: string): void;
+}
+
+/** Node flags that make a meshcert child write a CPU profile when --cpu-prof=DIR was given. */
+export function cpuProfArgs(options: Pick<BenchOptions, 'cpuProfDir'>): string[] {
+  return options.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`] : [];
 }
 
 export interface Benchmark {
@@ -55,12 +65,14 @@ const BENCHMARKS: Benchmark[] = [issueBenchmark, caBenchmark, ocspBenchmark, sds
 
 function usage(): string {
   return [
-    'usage: npm run bench [-- [--long] [NAME…]]',
+    'usage: npm run bench [-- [--long] [--no-peers] [--cpu-prof=DIR] [NAME…]]',
     '',
     'benchmarks:',
     ...BENCHMARKS.map((b) => `  ${b.name.padEnd(10)} ${b.description}`),
     '',
-    '  --long     measure longer (minutes instead of under one)',
+    '  --long          measure longer (minutes instead of under one)',
+    '  --no-peers      measure meshcert only, where a benchmark supports it (bump, gateway)',
+    '  --cpu-prof=DIR  meshcert server processes write V8 CPU profiles to DIR (bump, gateway)',
   ].join('\n');
 }
 
@@ -104,7 +116,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const flags = argv.filter((a) => a.startsWith('-'));
-  const unknownFlag = flags.find((f) => f !== '--long');
+  const unknownFlag = flags.find((f) => f !== '--long' && f !== '--no-peers' && !f.startsWith('--cpu-prof='));
   if (unknownFlag) {
     console.error(`bench: unknown option ${unknownFlag}\n\n${usage()}`);
     return 2;
@@ -117,6 +129,9 @@ async function main(argv: string[]): Promise<number> {
   }
   const selected = names.length ? BENCHMARKS.filter((b) => names.includes(b.name)) : BENCHMARKS;
   const long = flags.includes('--long');
+  const noPeers = flags.includes('--no-peers');
+  const cpuProf = flags.find((f) => f.startsWith('--cpu-prof='))?.slice('--cpu-prof='.length);
+  const cpuProfDir = cpuProf ? resolve(cpuProf) : undefined;
   const resultsDir = fileURLToPath(new URL('./results/', import.meta.url));
   mkdirSync(resultsDir, { recursive: true });
 
@@ -131,7 +146,7 @@ async function main(argv: string[]): Promise<number> {
       loadavgAtStart: loadavg(),
     };
     log(`${bench.description}${long ? ' (--long)' : ''}; load average ${environment.loadavgAtStart.map((l) => l.toFixed(2)).join(' ')}`);
-    const report = await bench.run({ long, log });
+    const report = await bench.run({ long, noPeers, ...(cpuProfDir ? { cpuProfDir } : {}), log });
     const durationMs = Date.now() - startedAt.getTime();
     console.log(`\n${bench.name}: ${bench.description}\n`);
     console.log(renderTable(report.rows));
