@@ -61,9 +61,9 @@ function tunnel(spec: LoadSpec): Promise<TLSSocket> {
   });
 }
 
-async function main(): Promise<void> {
-  const spec = JSON.parse(process.argv[2] ?? '{}') as LoadSpec;
-  const agent = new HttpsAgent({ keepAlive: spec.keepAlive, maxSockets: spec.concurrency, maxFreeSockets: spec.concurrency });
+/** An https agent whose connections are CONNECT tunnels through the proxy. */
+function tunnelAgent(spec: LoadSpec, keepAlive: boolean): HttpsAgent {
+  const agent = new HttpsAgent({ keepAlive, maxSockets: spec.concurrency, maxFreeSockets: spec.concurrency });
   (agent as unknown as { createConnection: unknown }).createConnection = (_o: unknown, cb: (err: Error | null, s?: Socket) => void) => {
     tunnel(spec).then(
       (s) => cb(null, s),
@@ -71,10 +71,19 @@ async function main(): Promise<void> {
     );
     return undefined;
   };
+  return agent;
+}
+
+async function main(): Promise<void> {
+  const spec = JSON.parse(process.argv[2] ?? '{}') as LoadSpec;
+  const agent = tunnelAgent(spec, spec.keepAlive);
   const one = (): Promise<void> =>
     new Promise((resolve, reject) => {
+      // A new connection per request: an agent of its own, since an agent without keep-alive may still hand a
+      // socket that answered `connection: close` to a waiting request (a bare Node server then answers 400).
+      const connection = spec.keepAlive ? agent : tunnelAgent(spec, false);
       const req = httpsRequest(
-        { agent, host: spec.targetHost, port: spec.targetPort, path: spec.path, headers: spec.keepAlive ? {} : { connection: 'close' } },
+        { agent: connection, host: spec.targetHost, port: spec.targetPort, path: spec.path, headers: spec.keepAlive ? {} : { connection: 'close' } },
         (res) => {
           res.on('data', () => undefined);
           res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`status ${res.statusCode}`))));
