@@ -51,6 +51,8 @@ export const serveConfigSchema = z.strictObject({
       /** Lifetime of the gRPC serving certificate; renewed at two thirds. */
       certificateTtl: duration.prefault('24h'),
       maxCsrBytes: z.number().int().min(512).max(1_048_576).default(16_384),
+      /** Calls served at once at most; more are answered RESOURCE_EXHAUSTED before any work (load shedding). */
+      maxInFlight: z.number().int().min(1).max(1_000_000).default(1024),
     })
     .optional(),
   http: z

@@ -97,6 +97,13 @@ export interface CaGrpcServiceOptions {
   signer: CertificateSigner;
   logger: Logger;
   metrics?: ServerMetrics;
+  /** Calls being served at once at most; more are answered RESOURCE_EXHAUSTED at once. Default 1024. */
+  maxInFlight?: number;
+  /**
+   * A call whose deadline is nearer than this when its turn comes is answered DEADLINE_EXCEEDED without doing the
+   * work: under overload the backlog is mostly calls whose clients are about to give up. Default 50 ms.
+   */
+  minDeadlineMarginMs?: number;
 }
 
 /**
@@ -122,6 +129,9 @@ export function createCaGrpcService(options: CaGrpcServiceOptions): { definition
   } as unknown as ServiceDefinition;
 
   const { signer, logger, metrics } = options;
+  const maxInFlight = options.maxInFlight ?? 1024;
+  const marginMs = options.minDeadlineMarginMs ?? 50;
+  let inFlight = 0;
 
   const handler = (call: ServerUnaryCall<DecodedRequest, IstioCertificateResponseMessage>, callback: sendUnaryData<IstioCertificateResponseMessage>): void => {
     const started = process.hrtime.bigint();
@@ -129,34 +139,63 @@ export function createCaGrpcService(options: CaGrpcServiceOptions): { definition
     const finish = (result: IssuanceResult, code: Status, reason?: string): void => {
       metrics?.observeIssuance(result, statusName(code), Number(process.hrtime.bigint() - started) / 1e9, reason);
     };
+    // Shed before any work (authentication and CSR checks are most of the CPU of a call).
+    const shed = shedReason(call, inFlight, maxInFlight, marginMs);
+    if (shed) {
+      metrics?.shed(shed.reason);
+      finish('error', shed.code);
+      logger.debug({ peer, reason: shed.reason }, 'CreateCertificate shed');
+      callback({ code: shed.code, details: shed.message });
+      return;
+    }
+    inFlight++;
+    const done = (): void => {
+      inFlight--;
+    };
     void (async () => {
       const req = toSigningRequest(call.request);
       const ctx = callContext(call, peer, logger);
       const res = await signer.createCertificate(req, ctx);
       return res;
-    })().then(
-      (res) => {
-        finish('issued', Status.OK);
-        logger.debug({ peer, identity: res.identity, serial: res.serial }, 'certificate issued');
-        callback(null, { certChain: res.certChain });
-      },
-      (err: unknown) => {
-        const reference = randomUUID().slice(0, 8);
-        const st = grpcStatusFor(err, reference);
-        finish(st.result, st.code, st.reason);
-        if (st.code === Status.INTERNAL) {
-          logger.error({ peer, reference, err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err) }, 'CreateCertificate failed');
-        } else if (st.result === 'error') {
-          logger.warn({ peer, reference, code: isMeshError(err) ? err.code : undefined, error: describeError(err) }, 'CreateCertificate unavailable');
-        } else {
-          logger.info({ peer, code: isMeshError(err) ? err.code : undefined, reason: st.message }, 'CreateCertificate denied');
-        }
-        callback({ code: st.code, details: st.message });
-      },
-    );
+    })()
+      .finally(done)
+      .then(
+        (res) => {
+          finish('issued', Status.OK);
+          logger.debug({ peer, identity: res.identity, serial: res.serial }, 'certificate issued');
+          callback(null, { certChain: res.certChain });
+        },
+        (err: unknown) => {
+          const reference = randomUUID().slice(0, 8);
+          const st = grpcStatusFor(err, reference);
+          finish(st.result, st.code, st.reason);
+          if (st.code === Status.INTERNAL) {
+            logger.error({ peer, reference, err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err) }, 'CreateCertificate failed');
+          } else if (st.result === 'error') {
+            logger.warn({ peer, reference, code: isMeshError(err) ? err.code : undefined, error: describeError(err) }, 'CreateCertificate unavailable');
+          } else {
+            logger.info({ peer, code: isMeshError(err) ? err.code : undefined, reason: st.message }, 'CreateCertificate denied');
+          }
+          callback({ code: st.code, details: st.message });
+        },
+      );
   };
 
   return { definition, implementation: { CreateCertificate: handler } };
+}
+
+/** Why a call is answered at once without being served, or null to serve it. */
+function shedReason(call: ServerUnaryCall<unknown, unknown>, inFlight: number, maxInFlight: number, marginMs: number): { code: Status; reason: string; message: string } | null {
+  if (call.cancelled) return { code: Status.CANCELLED, reason: 'cancelled', message: 'the call was cancelled before it was served' };
+  if (inFlight >= maxInFlight) {
+    return { code: Status.RESOURCE_EXHAUSTED, reason: 'overloaded', message: `the CA is serving ${inFlight} calls, its limit (grpc.maxInFlight); retry with backoff` };
+  }
+  const deadline = call.getDeadline();
+  const at = deadline instanceof Date ? deadline.getTime() : Number(deadline);
+  if (Number.isFinite(at) && at - Date.now() < marginMs) {
+    return { code: Status.DEADLINE_EXCEEDED, reason: 'deadline', message: `the call's deadline was ${at - Date.now() < 0 ? 'past' : 'too near'} when its turn came (the CA is busy); retry with backoff or a longer deadline` };
+  }
+  return null;
 }
 
 function safePeer(call: ServerUnaryCall<unknown, unknown>): string {

@@ -350,7 +350,7 @@ export class ControlPlane {
         // A CSR plus a little metadata: anything much larger is refused by grpc-js before it is buffered whole.
         'grpc.max_receive_message_length': Math.max(64 * 1024, grpcConfig.maxCsrBytes * 2 + 16 * 1024),
       }));
-      const service = createCaGrpcService({ signer: this.#signer, logger, metrics: this.metrics });
+      const service = createCaGrpcService({ signer: this.#signer, logger, metrics: this.metrics, maxInFlight: grpcConfig.maxInFlight });
       server.addService(service.definition, service.implementation);
       // grpc-js hands a client certificate to the service only when it verifies against the TLS trust bundle: with
       // several trust domains, that bundle holds every CA's chain, so each trust domain's SVIDs can renew.

@@ -21,6 +21,7 @@ export class ServerMetrics {
   readonly issuances: Counter<'result' | 'code'>;
   readonly issuanceSeconds: Histogram<'result' | 'code'>;
   readonly denials: Counter<'reason'>;
+  readonly shedCalls: Counter<'reason'>;
   readonly servingCertRenewals: Counter<'result'>;
   readonly ocspRequests: Counter<'method' | 'status'>;
   readonly ocspMalformed: Counter<'reason'>;
@@ -58,6 +59,12 @@ export class ServerMetrics {
     this.denials = new Counter({
       name: 'meshcert_ca_denials_total',
       help: 'CreateCertificate calls refused, by reason (the error code, e.g. unauthenticated, csr_signature, rate_limited)',
+      labelNames: ['reason'],
+      registers: [this.registry],
+    });
+    this.shedCalls = new Counter({
+      name: 'meshcert_ca_shed_total',
+      help: 'CreateCertificate calls answered at once without being served: overloaded (grpc.maxInFlight), deadline (too near or past when their turn came), cancelled',
       labelNames: ['reason'],
       registers: [this.registry],
     });
@@ -217,6 +224,11 @@ export class ServerMetrics {
 
   setCrl(trustDomain: string, info: CrlInfo): void {
     this.#crl.set(trustDomain, info);
+  }
+
+  /** A call shed by the gRPC service before any work. */
+  shed(reason: string): void {
+    this.shedCalls.inc({ reason });
   }
 
   /** One call: counted, timed, and for a denial its reason. */

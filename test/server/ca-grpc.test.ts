@@ -6,7 +6,7 @@ import { Client, Metadata, credentials, status as Status, type ServiceError } fr
 import { pino } from 'pino';
 import { ErrorCodes, MeshError } from '../../src/core/index.js';
 import { Certificate, Csr, buildCsr, encodePem, toSigningKey, validateChain } from '../../src/pki/index.js';
-import { CREATE_CERTIFICATE_PATH, grpcStatusFor, istioCaMethod } from '../../src/server/index.js';
+import { CREATE_CERTIFICATE_PATH, defaultSigner, grpcStatusFor, istioCaMethod } from '../../src/server/index.js';
 import { TestCA } from '../helpers/test-ca.js';
 import {
   SERVER_NAME,
@@ -317,4 +317,49 @@ test('gRPC status for each error code', async () => {
   assert.doesNotMatch(grpcStatusFor(new MeshError(ErrorCodes.LEDGER, '/secret/path/ledger.db'), 'r').message, /secret/);
   // The RA's specific cause becomes the denial reason.
   assert.equal(grpcStatusFor(new MeshError(ErrorCodes.INVALID_ARGUMENT, 'x', { details: { reason: ErrorCodes.KEY_TOO_WEAK } }), 'r').reason, 'key_too_weak');
+});
+
+test('overload: calls beyond grpc.maxInFlight get RESOURCE_EXHAUSTED, a call whose deadline is too near gets DEADLINE_EXCEEDED, both before any work', async () => {
+  const dir = tempDir();
+  const tokenFile = join(dir, 'tokens.yaml');
+  writeBootstrapTokens(tokenFile, [{ name: 'edge', token: TOKENS.edge, identity: `${TD}/ns/edge/sa/vm` }]);
+  let served = 0;
+  let release: () => void = () => undefined;
+  const gate = new Promise<void>((r) => (release = r));
+  const p = await startPlane(loopbackConfig({ grpc: { listen: '127.0.0.1:0', dnsNames: [SERVER_NAME, 'localhost'], maxInFlight: 1 }, auth: { bootstrapTokens: tokenFile } }), {
+    dataDir: join(dir, 'data'),
+    // The real registration authority, held at a gate so that the first call stays in flight.
+    createSigner: (deps) => {
+      const ra = defaultSigner(deps);
+      return {
+        createCertificate: async (req, ctx) => {
+          served++;
+          await gate;
+          return ra.createCertificate(req, ctx);
+        },
+        close: () => ra.close?.(),
+      };
+    },
+  });
+  try {
+    const first = call(p, { bearerToken: TOKENS.edge });
+    while (served === 0) await new Promise((r) => setTimeout(r, 5));
+    const second = await statusOf(p, { bearerToken: TOKENS.edge });
+    assert.equal(second.code, Status.RESOURCE_EXHAUSTED, second.message);
+    assert.match(second.message, /grpc\.maxInFlight/);
+    release();
+    const issued = await first;
+    assert.equal(leafOf(issued.certChain).spiffeIds[0], `${TD}/ns/edge/sa/vm`);
+    // 30 ms to go when the call arrives: under the 50 ms margin, so it is answered without being served.
+    const hurried = await statusOf(p, { bearerToken: TOKENS.edge, timeoutMs: 30 });
+    assert.equal(hurried.code, Status.DEADLINE_EXCEEDED, hurried.message);
+    assert.equal(served, 1, 'neither shed call reached the registration authority');
+    const metrics = (await httpGet(p.cp.addresses.http!, '/metrics')).body;
+    assert.match(metrics, /meshcert_ca_shed_total\{reason="overloaded"\} 1/);
+    assert.match(metrics, /meshcert_ca_shed_total\{reason="(deadline|cancelled)"\} 1/);
+    // Served normally again once the load is gone.
+    assert.equal((await statusOf(p, { bearerToken: TOKENS.edge })).code, Status.OK);
+  } finally {
+    await p.stop();
+  }
 });
