@@ -6,6 +6,7 @@ import type { StringMatch } from './gateway-fields.js';
 import { hostMatches, hostSpecificity } from './gateway-host-match.js';
 import type { GatewayServer, GatewaySpec } from './istio-gateway.js';
 import type { TlsVersionName } from './gateway-tls-names.js';
+import { DEFAULT_RETRY_ON, parseRetryOn } from './retry-on.js';
 import type { Destination, HttpMatch, HttpRoute, RouteDestination, HttpRouteDestination, VirtualServiceSpec } from './virtual-service.js';
 
 /**
@@ -356,9 +357,15 @@ export function buildEnvoyBootstrap(input: EnvoyBootstrapInput): EnvoyBootstrapR
     }
     if (route.rewrite?.authority !== undefined) action.host_rewrite_literal = route.rewrite.authority;
     if (route.retries && route.retries.attempts > 0) {
+      // As istiod does: status numbers in retryOn become retriable_status_codes (Envoy's retry_on has no numbers).
+      const retryOn = route.retries.retryOn ?? DEFAULT_RETRY_ON;
+      const words = retryOn.split(',').map((w) => w.trim()).filter((w) => w && !/^\d{3}$/.test(w));
+      const { statuses } = parseRetryOn(retryOn);
+      if (statuses.size && !words.includes('retriable-status-codes')) words.push('retriable-status-codes');
       action.retry_policy = {
         num_retries: route.retries.attempts,
-        retry_on: route.retries.retryOn ?? 'connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes',
+        retry_on: words.join(','),
+        ...(statuses.size ? { retriable_status_codes: [...statuses] } : {}),
         ...(route.retries.perTryTimeout ? { per_try_timeout: protoDuration(route.retries.perTryTimeout) } : {}),
       };
     }

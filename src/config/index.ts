@@ -27,6 +27,7 @@ export type {
   Destination,
   HeaderOperations,
 } from './virtual-service.js';
+export { DEFAULT_RETRY_ON, parseRetryOn, type ParsedRetryOn } from './retry-on.js';
 export { effectiveTrafficPolicy, CLIENT_TLS_MODES } from './destination-rule.js';
 export type { DestinationRuleSpec, ClientTls, ClientTlsMode, ConnectionPool, TrafficPolicy } from './destination-rule.js';
 export { SUPPORTED_CONDITION_KEYS } from './authorization-policy.js';

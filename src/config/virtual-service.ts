@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseRetryOn } from './retry-on.js';
 import {
   destinationHost,
   durationOrZero,
@@ -85,12 +86,23 @@ export const httpRouteSchema = z
     route: z.array(httpRouteDestinationSchema).min(1),
     /** Whole-request timeout in ms; 0 = none. */
     timeout: durationOrZero.optional(),
-    /** Accepted; the gateway may not retry (documented in its README). */
+    /** Istio's HTTPRetry: the gateway retries as Envoy does (see src/gateway/retry-policy.ts). */
     retries: z
       .strictObject({
         attempts: z.number().int().min(0),
         perTryTimeout: durationOrZero.optional(),
-        retryOn: z.string().optional(),
+        retryOn: z
+          .string()
+          .superRefine((v, ctx) => {
+            const { unknown } = parseRetryOn(v);
+            if (unknown.length) {
+              ctx.addIssue({
+                code: 'custom',
+                message: `unknown retry condition ${unknown.map((u) => `"${u}"`).join(', ')}: use 5xx, gateway-error, reset, connect-failure, refused-stream, retriable-4xx, retriable-status-codes, an HTTP status (503), or a gRPC status (cancelled, deadline-exceeded, internal, resource-exhausted, unavailable)`,
+              });
+            }
+          })
+          .optional(),
         retryRemoteLocalities: z.boolean().optional(),
       })
       .optional(),

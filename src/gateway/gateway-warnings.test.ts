@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { parseGatewayFile } from '../config/index.js';
 import { gatewayWarnings } from './gateway.js';
 
-test('VirtualService retries, which the gateway does not apply, are said at load, not silently ignored', () => {
+test('what the gateway cannot apply is said at load, not silently ignored: retryRemoteLocalities (retries themselves are applied)', () => {
   const config = parseGatewayFile(
     `apiVersion: networking.istio.io/v1
 kind: Gateway
@@ -25,6 +25,8 @@ spec:
     route: [{ destination: { host: a } }]
   - retries: { attempts: 0 }
     route: [{ destination: { host: a } }]
+  - retries: { attempts: 2, retryRemoteLocalities: true }
+    route: [{ destination: { host: a } }]
 ---
 apiVersion: meshcert.dev/v1
 kind: GatewayOptions
@@ -33,6 +35,6 @@ spec: { upstreams: { a: 127.0.0.1:9 } }
     'gw.yaml',
   );
   assert.deepEqual(gatewayWarnings(config), [
-    'document 2 (VirtualService app) http[1].retries: not applied by meshcert gateway (it retries only a body-less request whose reused upstream connection was reset); meshcert envoy-config renders it for Envoy',
+    'document 2 (VirtualService app) http[3].retries.retryRemoteLocalities: no effect in meshcert gateway (it has no locality-aware load balancing)',
   ]);
 });

@@ -73,10 +73,8 @@ export function gatewayWarnings(config: GatewayFileConfig): string[] {
   const out: string[] = [];
   for (const vs of config.virtualServices) {
     vs.spec.http.forEach((route, i) => {
-      if (route.retries && route.retries.attempts > 0) {
-        out.push(
-          `document ${vs.document} (VirtualService ${vs.name}) http[${i}].retries: not applied by meshcert gateway (it retries only a body-less request whose reused upstream connection was reset); meshcert envoy-config renders it for Envoy`,
-        );
+      if (route.retries?.retryRemoteLocalities) {
+        out.push(`document ${vs.document} (VirtualService ${vs.name}) http[${i}].retries.retryRemoteLocalities: no effect in meshcert gateway (it has no locality-aware load balancing)`);
       }
     });
   }

@@ -2,12 +2,13 @@ import http, { type ClientRequest, type IncomingMessage, type ServerResponse } f
 import http2, { type ClientHttp2Stream, type ServerHttp2Stream } from 'node:http2';
 import https from 'node:https';
 import { performance } from 'node:perf_hooks';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { ServerRef } from '../config/index.js';
 import { authorizeRequest, type AuthorizationEngine } from './authorization.js';
 import type { Admission, ConnectionContext } from './connection-context.js';
 import { appendForwardedFor, applyHeaderOps, stripHopByHop, stripPseudo, type HeaderMap } from './forward-headers.js';
 import type { HttpProxyMetrics } from './http-proxy-metrics.js';
+import { retriesFailure, retriesResponse, retryBackoffMs, retryPolicyOf, type RetryPolicy } from './retry-policy.js';
 import type { RouteTable, RoutedRequest } from './route-table.js';
 import { ProxyErrorReason, REASON_TEXT, UpstreamError, classifyUpstreamError, grpcStatusForHttp, type ProxyErrorReasonCode } from './upstream-error.js';
 import type { UpstreamPool } from './upstream-pool.js';
@@ -39,6 +40,8 @@ export interface AccessLogRecord {
   remoteAddress: string;
   serverName: string | undefined;
   grpcStatus: string | undefined;
+  /** Upstream tries made again under the route's retries policy. */
+  retries: number;
 }
 
 /** What a proxied request needs from the proxy, swapped as a whole on a config reload. */
@@ -52,6 +55,9 @@ export interface ExchangeRuntime {
   /** AuthorizationPolicy of the gateway file, evaluated per request before routing (as Envoy's RBAC filter). */
   authorization: AuthorizationEngine;
 }
+
+/** The largest request body kept for a retry (Envoy buffers up to its per-connection buffer limit). */
+const MAX_RETRY_BODY = 64 * 1024;
 
 /** Per downstream connection: its context, the admission verdict once known, its XFCC value. */
 export interface DownstreamConnection {
@@ -115,6 +121,19 @@ export class Exchange {
   #connected = false;
   #retried = false;
   #done = false;
+  // VirtualService retries: the route's policy, retries made, the request body kept for them, the per-try timer.
+  #policy: RetryPolicy | null = null;
+  #retries = 0;
+  #bodyCopy: Buffer[] | null = null;
+  #bodyCopyBytes = 0;
+  #tryTimer: NodeJS.Timeout | undefined;
+  #backoffTimer: NodeJS.Timeout | undefined;
+  #refusedStream = false;
+  /** A failure no retry may follow (the whole-request timeout). */
+  #final = false;
+  #upHeaders: HeaderMap | undefined;
+  #upAuthority = '';
+  #useH2 = false;
 
   /** HTTP/1.1: from the request and its response. */
   static h1(rt: ExchangeRuntime, conn: DownstreamConnection, req: IncomingMessage, res: ServerResponse): Exchange {
@@ -241,9 +260,98 @@ export class Exchange {
     if (timeout > 0) {
       this.#timer = setTimeout(() => this.#onTimeout(timeout), timeout);
     }
-    const useH2 = plan.http2 === 'always' || this.#grpc || (plan.http2 === 'client' && this.#stream !== undefined);
-    if (useH2) this.#sendH2(h, authority);
-    else this.#sendH1(h, authority);
+    this.#useH2 = plan.http2 === 'always' || this.#grpc || (plan.http2 === 'client' && this.#stream !== undefined);
+    this.#upHeaders = h;
+    this.#upAuthority = authority;
+    this.#policy = retryPolicyOf(routed.route.route.retries);
+    if (this.#policy && this.#hasBody) this.#keepBodyForRetries();
+    this.#try();
+  }
+
+  /** One try upstream (the first, or a retry), with its per-try timeout. */
+  #try(): void {
+    this.#connected = false;
+    this.#refusedStream = false;
+    const perTry = this.#policy?.perTryTimeoutMs ?? 0;
+    if (perTry > 0) this.#tryTimer = setTimeout(() => this.#onTryTimeout(perTry), perTry);
+    if (this.#useH2) this.#sendH2(this.#upHeaders!, this.#upAuthority);
+    else this.#sendH1(this.#upHeaders!, this.#upAuthority);
+  }
+
+  // ---- retries (VirtualService http[].retries, with Envoy's semantics)
+
+  /** Keeps the request body (up to MAX_RETRY_BODY) so that a retry can send it again; a larger body is not retried. */
+  #keepBodyForRetries(): void {
+    this.#bodyCopy = [];
+    this.#body.on('data', (c: Buffer) => {
+      if (!this.#bodyCopy) return;
+      this.#bodyCopyBytes += c.length;
+      if (this.#bodyCopyBytes > MAX_RETRY_BODY) this.#bodyCopy = null;
+      else this.#bodyCopy.push(c);
+    });
+  }
+
+  /** Whether another try is allowed at all: attempts left, the response not started, the body still at hand. */
+  #canRetry(): boolean {
+    const p = this.#policy;
+    return p !== null && this.#retries < p.attempts && !this.#responded && !this.#done && !this.#final && !(this.#hasBody && this.#bodyCopy === null);
+  }
+
+  /** Drops the current try (keeping the request timer) and starts the next after Envoy's jittered back-off. */
+  #retry(reason: string, detach: boolean): void {
+    this.#retries++;
+    this.#rt.metrics?.retry(reason);
+    this.#dropTry(detach);
+    this.#backoffTimer = setTimeout(() => {
+      this.#backoffTimer = undefined;
+      if (this.#done) return;
+      // The body went on arriving while no try took it: past the limit, the retry cannot send it whole.
+      if (this.#hasBody && this.#bodyCopy === null) {
+        this.#upstreamFailed(new UpstreamError(503, ProxyErrorReason.RESET, `upstream ${this.#routed?.plan.label}: not retried: the request body outgrew ${MAX_RETRY_BODY} bytes`));
+        return;
+      }
+      this.#try();
+    }, retryBackoffMs(this.#retries));
+  }
+
+  /** Ends the current try: destroyed, or (a response being drained) left to finish so its connection is reused. */
+  #dropTry(detach: boolean): void {
+    if (this.#tryTimer) {
+      clearTimeout(this.#tryTimer);
+      this.#tryTimer = undefined;
+    }
+    if (this.#hasBody) this.#body.unpipe();
+    const up = this.#upReq;
+    this.#upReq = undefined;
+    if (up && !detach && !up.destroyed) up.destroy();
+    const s = this.#upStream;
+    this.#upStream = undefined;
+    if (s && !s.destroyed && !s.closed) s.close(http2.constants.NGHTTP2_CANCEL);
+  }
+
+  /** The request body into a try: what was kept for retries first, then the rest as it comes. */
+  #sendBody(dest: Writable): void {
+    if (this.#retries > 0 && this.#bodyCopy) {
+      for (const c of this.#bodyCopy) dest.write(c);
+      if (this.#body.readableEnded) {
+        dest.end();
+        return;
+      }
+    }
+    this.#body.pipe(dest);
+  }
+
+  #onTryTimeout(ms: number): void {
+    this.#tryTimer = undefined;
+    this.#upstreamFailed(new UpstreamError(504, ProxyErrorReason.TIMEOUT, `upstream ${this.#routed?.plan.label} did not answer within the per-try timeout of ${ms} ms`));
+  }
+
+  /** A response head the route's policy retries (its body is drained, not forwarded): true when a retry was started. */
+  #retriedResponse(status: number, grpcStatus: string | undefined, drain: () => void): boolean {
+    if (!this.#canRetry() || !retriesResponse(this.#policy!, status, grpcStatus)) return false;
+    drain();
+    this.#retry(grpcStatus !== undefined && grpcStatus !== '0' ? `grpc_${grpcStatus}` : String(status), true);
+    return true;
   }
 
   // ---- upstream HTTP/1.1
@@ -304,19 +412,21 @@ export class Exchange {
       if (this.#upReq !== up) return;
       const code = (err as NodeJS.ErrnoException).code;
       if (up.reusedSocket && !this.#responded && !this.#hasBody && !this.#retried && code === 'ECONNRESET') {
-        // The upstream closed a kept-alive connection as we reused it: safe to send again once.
+        // The upstream closed a kept-alive connection as we reused it: safe to send again once, whatever the policy.
         this.#retried = true;
+        this.#rt.metrics?.retry('reused_connection_reset');
         this.#sendH1(h, authority);
         return;
       }
       this.#upstreamFailed(err);
     });
-    if (this.#hasBody) this.#body.pipe(up);
+    if (this.#hasBody) this.#sendBody(up);
     else up.end();
   }
 
   #onH1Response(r: IncomingMessage): void {
     const h = r.headers as HeaderMap;
+    if (this.#policy && this.#retriedResponse(r.statusCode ?? 502, undefined, () => r.resume())) return;
     const upgrade = r.statusCode === 101;
     if (!upgrade) stripHopByHop(h);
     this.#responseHeaderOps(h);
@@ -358,6 +468,9 @@ export class Exchange {
       const status = Number(rh[':status']);
       // A trailers-only response (gRPC errors): HEADERS with END_STREAM. `endAfterHeaders` is not set yet here.
       const endNow = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0 || s.endAfterHeaders || this.#method === 'HEAD';
+      // gRPC errors come trailers-only: their grpc-status is in this head.
+      const grpcStatus = endNow && rh['grpc-status'] !== undefined ? String(rh['grpc-status']) : undefined;
+      if (this.#policy && this.#retriedResponse(status, grpcStatus, () => undefined)) return;
       try {
         this.#responseHeaderOps(rh as HeaderMap);
         this.#respond(status, rh as HeaderMap, s, () => this.#upTrailers, true, endNow);
@@ -367,16 +480,20 @@ export class Exchange {
     });
     s.on('trailers', (t) => (this.#upTrailers = t as HeaderMap));
     s.on('error', (err) => {
+      if (this.#upStream !== s) return;
       this.#connected = entry.connected;
+      this.#refusedStream = s.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM;
       this.#upstreamFailed(err);
     });
     s.on('close', () => {
+      if (this.#upStream !== s) return;
       if (!this.#responded && !this.#done) {
         this.#connected = entry.connected;
+        this.#refusedStream = s.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM;
         this.#upstreamFailed(Object.assign(new Error(`stream closed with code ${s.rstCode}`), { code: 'ECONNRESET' }));
       }
     });
-    if (this.#hasBody) this.#body.pipe(s);
+    if (this.#hasBody) this.#sendBody(s);
   }
 
   // ---- downstream
@@ -506,6 +623,10 @@ export class Exchange {
     if (this.#done) return;
     const label = this.#routed?.plan.label ?? 'upstream';
     const e = err instanceof UpstreamError ? err : classifyUpstreamError(err, label, this.#connected);
+    if (this.#canRetry() && retriesFailure(this.#policy!, e, this.#refusedStream)) {
+      this.#retry(this.#refusedStream ? 'refused_stream' : e.reason, false);
+      return;
+    }
     this.#abortUpstream();
     if (!this.#responded) {
       this.#local(e.status, e.reason, e.clientDetail, e.message);
@@ -519,6 +640,7 @@ export class Exchange {
 
   #onTimeout(ms: number): void {
     this.#timer = undefined;
+    this.#final = true;
     this.#upstreamFailed(new UpstreamError(504, ProxyErrorReason.TIMEOUT, `upstream ${this.#routed?.plan.label} did not answer within ${ms} ms`));
   }
 
@@ -526,6 +648,14 @@ export class Exchange {
     if (this.#timer) {
       clearTimeout(this.#timer);
       this.#timer = undefined;
+    }
+    if (this.#tryTimer) {
+      clearTimeout(this.#tryTimer);
+      this.#tryTimer = undefined;
+    }
+    if (this.#backoffTimer) {
+      clearTimeout(this.#backoffTimer);
+      this.#backoffTimer = undefined;
     }
     const up = this.#upReq;
     if (up) {
@@ -554,6 +684,14 @@ export class Exchange {
     if (this.#timer) {
       clearTimeout(this.#timer);
       this.#timer = undefined;
+    }
+    if (this.#tryTimer) {
+      clearTimeout(this.#tryTimer);
+      this.#tryTimer = undefined;
+    }
+    if (this.#backoffTimer) {
+      clearTimeout(this.#backoffTimer);
+      this.#backoffTimer = undefined;
     }
     // HTTP/2: a stream that closed with an error code (the client's RST_STREAM, or ours) did not complete.
     const aborted = this.#stream ? (this.#stream.rstCode ?? 0) !== http2.constants.NGHTTP2_NO_ERROR : !this.#res!.writableFinished;
@@ -589,6 +727,7 @@ export class Exchange {
       remoteAddress: this.#conn.ctx.remoteAddress,
       serverName: this.#conn.ctx.serverName,
       grpcStatus: this.#grpcStatus,
+      retries: this.#retries,
     });
   }
 }

@@ -10,6 +10,7 @@ export class HttpProxyMetrics {
   readonly #local: Counter<'reason'>;
   readonly #active: Gauge;
   readonly #rejected: Counter;
+  readonly #retries: Counter<'reason'>;
   readonly #reqChildren = new Map<string, { inc(): void }>();
   readonly #localChildren = new Map<string, { inc(): void }>();
 
@@ -37,6 +38,12 @@ export class HttpProxyMetrics {
       help: 'Open downstream connections handed to the HTTP proxy',
       registers: [registry],
     });
+    this.#retries = new Counter({
+      name: 'meshcert_gateway_http_upstream_retries_total',
+      help: 'Upstream tries made again under a VirtualService retries policy, by what the try before met (a ProxyErrorReason, or the response status)',
+      labelNames: ['reason'],
+      registers: [registry],
+    });
     this.#rejected = new Counter({
       name: 'meshcert_gateway_http_downstream_connections_rejected_total',
       help: 'Downstream connections closed at once because limits.maxConnections was reached',
@@ -53,6 +60,10 @@ export class HttpProxyMetrics {
     }
     c.inc();
     this.#duration.observe(seconds);
+  }
+
+  retry(reason: string): void {
+    this.#retries.inc({ reason });
   }
 
   localReply(reason: string): void {

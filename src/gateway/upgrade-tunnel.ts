@@ -70,6 +70,7 @@ export function proxyUpgrade(rt: ExchangeRuntime, conn: DownstreamConnection, re
       remoteAddress: conn.ctx.remoteAddress,
       serverName: conn.ctx.serverName,
       grpcStatus: undefined,
+      retries: 0,
     });
   };
   const fail = (code: number, reason: ProxyErrorReasonCode, text: string, why?: string) => {
