@@ -195,6 +195,13 @@ test('the printed YAML decodes as an Envoy v3 Bootstrap, with SDS names and stap
   assert.equal(route.route.prefix_rewrite, '/v2');
   assert.equal(route.route.host_rewrite_literal, 'backend.internal');
   assert.equal(route.route.timeout, '3s');
+  // Istio's default retryOn, with retriable-status-codes meaning 503 as istiod writes it.
+  assert.deepEqual(route.route.retry_policy, {
+    num_retries: 2,
+    retry_on: 'connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes',
+    retriable_status_codes: [503],
+    per_try_timeout: '1s',
+  });
   assert.deepEqual(route.route.weighted_clusters.clusters.map((c: Obj) => [c.name, c.weight]), [['outbound|8080||app-backend', 90], ['outbound|8080|canary|app-backend', 10]]);
   assert.equal(vhosts[0]!.routes[1].route.regex_rewrite.substitution, '/v2');
   const redirect = chainsOf(b, 8080)[0]!.filters[0].typed_config.route_config.virtual_hosts[0];
