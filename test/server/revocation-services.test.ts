@@ -1,19 +1,22 @@
 // Revocation services of `meshcert serve`, judged by OpenSSL and curl against the real server on ephemeral ports:
 // the OCSP responder (POST and GET, SHA-1 and SHA-256 CertIDs, good / revoked / unknown / unauthorized /
 // malformedRequest), the CRL endpoint, the trust bundle, and the admin API (POST /revoke, GET /certificates, bearer
-// token, never on the public listener), plus `meshcert cert revoke --server` (needs `npm run build`).
+// token, never on the public listener), plus `meshcert cert revoke --server` (needs `npm run build`), and
+// `cert revoke --server` / `cert list --server` with --trust-domain against a server with two trust domains.
 // The server runs in this process, so every external tool is run asynchronously: a synchronous spawn would stop
 // the server it is talking to.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
-import { OcspResponse, generateKeyPair, opensslSerial, type Certificate } from '../../src/pki/index.js';
+import { OcspResponse, generateKeyPair, opensslSerial, randomSerial, type Certificate } from '../../src/pki/index.js';
 import { initRootCa } from '../../src/ca/index.js';
-import { cliError, meshcert, show } from '../helpers/cli.js';
-import type { Logger } from '../../src/core/index.js';
+import { adminListCertificates, adminRevoke } from '../../src/agent/index.js';
+import { cliError, inParallel, meshcert, show } from '../helpers/cli.js';
+import { ErrorCodes, isMeshError, type Logger } from '../../src/core/index.js';
 import { TestCA, tempDir as tempFolder } from '../helpers/test-ca.js';
 import { httpGet, startPlane, tempDir, type Plane } from './fixtures.js';
 
@@ -374,6 +377,249 @@ describe('revocation services: OCSP, CRL, roots and the admin API of meshcert se
     const down = await meshcert(['cert', 'revoke', '--server', 'http://127.0.0.1:1', '--token-file', tokenFile, cert.serial]);
     assert.equal(down.status, 1, show(down));
     assert.equal(cliError(down)?.code, 'MESH_ERR_UNAVAILABLE');
+  });
+});
+
+describe('meshcert cert revoke --server / cert list --server --trust-domain, against a server with two trust domains', () => {
+  const MAIN = 'cluster.local';
+  const PARTNER = 'partner.example';
+  const dir = tempFolder('meshcert-revoke-td-');
+  let plane: Plane;
+  let base: string;
+  let admin: string;
+  let tokenFile: string;
+
+  /** The signing domain (CA, issuer) of a trust domain of the running server. */
+  function domain(td: string) {
+    const d = plane.cp.signingDomains.find((x) => x.trustDomain === td);
+    assert.ok(d, td);
+    return d;
+  }
+
+  async function issue(td: string, name: string): Promise<{ cert: Certificate; file: string }> {
+    const issued = await domain(td).issuer.issue({ publicKey: generateKeyPair().publicKey, spiffeId: `spiffe://${td}/ns/revoke/sa/${name}` });
+    const file = join(dir.dir, `${name}.pem`);
+    writeFileSync(file, issued.cert.pem);
+    return { cert: issued.cert, file };
+  }
+
+  /** openssl ocsp against the server's one /ocsp, with the issuer and root of the certificate's trust domain. */
+  function opensslOcsp(td: string, certFile: string): Promise<Run> {
+    const folder = domain(td).folder;
+    return runAsync('openssl', ['ocsp', '-url', `${base}/ocsp`, '-issuer', join(folder, 'ca-cert.pem'), '-cert', certFile, '-CAfile', join(folder, 'root-cert.pem'), '-no_nonce']);
+  }
+
+  async function ledgerStatus(td: string, serial: string): Promise<string | undefined> {
+    return (await plane.cp.ledger.get(serial, domain(td).ca.cert.issuerKeyId))?.status;
+  }
+
+  before(async () => {
+    plane = await startPlane(
+      {
+        trustDomain: MAIN,
+        additionalTrustDomains: [{ name: PARTNER }],
+        http: { listen: '127.0.0.1:0', publicUrl: PUBLIC_URL },
+        admin: { listen: '127.0.0.1:0' },
+      },
+      { dataDir: join(dir.dir, 'data') },
+    );
+    base = `http://${plane.cp.addresses.http}`;
+    admin = `http://${plane.cp.addresses.admin}`;
+    tokenFile = plane.cp.adminToken!.file;
+    assert.deepEqual(plane.cp.signingDomains.map((d) => d.trustDomain), [MAIN, PARTNER]);
+  });
+  after(async () => {
+    await plane.stop();
+    dir.cleanup();
+  });
+
+  test('cert revoke --server --trust-domain partner.example revokes a partner certificate: openssl ocsp says revoked, the ledger row is revoked, the main leaf stays good; cert list --server --trust-domain lists it', async () => {
+    const partner = await issue(PARTNER, 'partner-leaf');
+    const main = await issue(MAIN, 'main-leaf');
+    const serial = opensslSerial(partner.cert.serial);
+    const good = ok(await opensslOcsp(PARTNER, partner.file), 'openssl ocsp (partner, before)');
+    assert.match(good.stdout, new RegExp(`${partner.file}: good`));
+
+    const r = await meshcert(['cert', 'revoke', '--server', admin, '--token-file', tokenFile, '--trust-domain', PARTNER, serial, '--reason', 'keyCompromise', '--json']);
+    assert.equal(r.status, 0, show(r));
+    const out = JSON.parse(r.stdout) as { serial: string; trustDomain: string; identity: string; reason: string; alreadyRevoked: boolean; lagging: string[] };
+    assert.deepEqual(
+      [out.serial, out.trustDomain, out.identity, out.reason, out.alreadyRevoked, out.lagging],
+      [serial, PARTNER, `spiffe://${PARTNER}/ns/revoke/sa/partner-leaf`, 'keyCompromise', false, []],
+    );
+
+    const revoked = ok(await opensslOcsp(PARTNER, partner.file), 'openssl ocsp (partner, after)');
+    assert.match(revoked.stdout, new RegExp(`${partner.file}: revoked`));
+    assert.match(revoked.stdout, /Reason: keyCompromise/);
+    assert.match(revoked.stdout + revoked.stderr, /Response verify OK/);
+    const mainGood = ok(await opensslOcsp(MAIN, main.file), 'openssl ocsp (main)');
+    assert.match(mainGood.stdout, new RegExp(`${main.file}: good`));
+    assert.equal(await ledgerStatus(PARTNER, partner.cert.serial), 'revoked');
+    assert.equal(await ledgerStatus(MAIN, main.cert.serial), 'valid');
+
+    // Again, in text: harmless, and it names the CA.
+    const again = await meshcert(['cert', 'revoke', '--server', admin, '--token-file', tokenFile, '--trust-domain', PARTNER, serial]);
+    assert.equal(again.status, 0, show(again));
+    assert.match(again.stdout, new RegExp(`${serial} was already revoked by the CA of trust domain partner\\.example at .* \\(keyCompromise\\)`));
+
+    type Row = { serial: string; trustDomain: string; status: string; reason: string | null; identity: string | null };
+    const listed = await meshcert(['cert', 'list', '--server', admin, '--token-file', tokenFile, '--trust-domain', PARTNER, '--status', 'revoked', '--limit', '1000', '--json']);
+    assert.equal(listed.status, 0, show(listed));
+    const rows = JSON.parse(listed.stdout) as Row[];
+    const row = rows.find((x) => x.serial === serial);
+    assert.ok(row, listed.stdout);
+    const { revokedAt, ...rest } = row as Row & { revokedAt: string };
+    assert.ok(Math.abs(Date.parse(revokedAt) - Date.now()) < 60_000, revokedAt);
+    assert.deepEqual(rest, {
+      serial,
+      trustDomain: PARTNER,
+      identity: `spiffe://${PARTNER}/ns/revoke/sa/partner-leaf`,
+      profile: 'svid',
+      status: 'revoked',
+      notAfter: partner.cert.notAfter.toISOString(),
+      reason: 'keyCompromise',
+    });
+    assert.ok(rows.every((x) => x.trustDomain === PARTNER && x.status === 'revoked'), listed.stdout);
+    // The main trust domain by default: neither the partner leaf nor a partner row, and the main leaf is there.
+    const mainList = await meshcert(['cert', 'list', '--server', admin, '--token-file', tokenFile, '--limit', '1000', '--json']);
+    assert.equal(mainList.status, 0, show(mainList));
+    const mainRows = JSON.parse(mainList.stdout) as Row[];
+    assert.ok(!mainRows.some((x) => x.serial === serial), mainList.stdout);
+    assert.ok(mainRows.every((x) => x.trustDomain === MAIN), mainList.stdout);
+    assert.equal(mainRows.find((x) => x.serial === opensslSerial(main.cert.serial))?.status, 'valid');
+    // Text form: one line per certificate.
+    const text = await meshcert(['cert', 'list', '--server', admin, '--token-file', tokenFile, '--trust-domain', PARTNER]);
+    assert.equal(text.status, 0, show(text));
+    assert.match(text.stdout, new RegExp(`^${serial}  revoked  \\S+  svid    spiffe://partner\\.example/ns/revoke/sa/partner-leaf$`, 'm'));
+  });
+
+  test('a serial both CAs issued: cert revoke --server without --trust-domain exits 1 with MESH_ERR_INVALID_ARGUMENT naming both trust domains and --trust-domain, revoking nothing; with it only that CA revokes', async () => {
+    // Random 128-bit serials do not collide by chance: the twin rows are written straight into the server's ledger.
+    const serial = randomSerial();
+    for (const d of plane.cp.signingDomains) {
+      await plane.cp.ledger.record({
+        serial,
+        issuerKeyId: d.ca.cert.issuerKeyId,
+        subject: '',
+        sans: ['DNS:twin.example'],
+        identity: 'twin.example',
+        profile: 'server',
+        notBefore: new Date(Date.now() - 1000),
+        notAfter: new Date(Date.now() + 3_600_000),
+        fingerprint: createHash('sha256').update(serial + d.trustDomain).digest('hex'),
+        pem: '',
+      });
+    }
+    const shown = opensslSerial(serial);
+    const r = await meshcert(['cert', 'revoke', '--server', admin, '--token-file', tokenFile, shown, '--json']);
+    assert.equal(r.status, 1, show(r));
+    const err = cliError(r);
+    assert.equal(err?.code, 'MESH_ERR_INVALID_ARGUMENT', show(r));
+    assert.match(err!.message, /cluster\.local, partner\.example/);
+    assert.match(err!.message, /pass --trust-domain/);
+    assert.match(err!.message, /nothing was revoked/);
+    assert.equal(r.stdout, '');
+    const text = await meshcert(['cert', 'revoke', '--server', admin, '--token-file', tokenFile, shown]);
+    assert.equal(text.status, 1, show(text));
+    assert.match(text.stderr, new RegExp(`serial ${shown} was issued by the CAs of trust domains cluster\\.local, partner\\.example; pass --trust-domain .*\\[MESH_ERR_INVALID_ARGUMENT\\]`));
+    assert.deepEqual([await ledgerStatus(MAIN, serial), await ledgerStatus(PARTNER, serial)], ['valid', 'valid'], 'nothing revoked');
+
+    const named = await meshcert(['cert', 'revoke', '--server', admin, '--token-file', tokenFile, '--trust-domain', PARTNER, shown, '--reason', 'superseded', '--json']);
+    assert.equal(named.status, 0, show(named));
+    assert.equal(JSON.parse(named.stdout).trustDomain, PARTNER);
+    assert.deepEqual([await ledgerStatus(MAIN, serial), await ledgerStatus(PARTNER, serial)], ['valid', 'revoked']);
+    // Still ambiguous without the flag (the main CA's twin is valid): the same refusal, not a silent pick.
+    const still = await meshcert(['cert', 'revoke', '--server', admin, '--token-file', tokenFile, shown]);
+    assert.equal(still.status, 1, show(still));
+    assert.equal(cliError(still)?.code, 'MESH_ERR_INVALID_ARGUMENT');
+    assert.equal(await ledgerStatus(MAIN, serial), 'valid');
+  });
+
+  test('the admin client against the real admin API: 409 ambiguous_serial is INVALID_ARGUMENT with the trust domains in details; trustDomain goes into revoke and list', async () => {
+    const serial = randomSerial();
+    for (const d of plane.cp.signingDomains) {
+      await plane.cp.ledger.record({
+        serial,
+        issuerKeyId: d.ca.cert.issuerKeyId,
+        subject: '',
+        sans: ['DNS:twin2.example'],
+        identity: 'twin2.example',
+        profile: 'server',
+        notBefore: new Date(Date.now() - 1000),
+        notAfter: new Date(Date.now() + 3_600_000),
+        fingerprint: createHash('sha256').update(`2${serial}${d.trustDomain}`).digest('hex'),
+        pem: '',
+      });
+    }
+    const token = readFileSync(tokenFile, 'utf8').trim();
+    await assert.rejects(
+      adminRevoke({ server: admin, token, serial, reason: 'keyCompromise' }),
+      (e: unknown) => {
+        assert.ok(isMeshError(e, ErrorCodes.INVALID_ARGUMENT), String(e));
+        assert.deepEqual(e.details, { httpStatus: 409, apiCode: 'ambiguous_serial', trustDomains: [MAIN, PARTNER] });
+        assert.equal(e.subject, 'trustDomain');
+        assert.match(e.message, new RegExp(`^admin API at ${admin.replace(/\./g, '\\.')}: serial ${serial} was issued by the CAs of trust domains cluster\\.local, partner\\.example; pass --trust-domain`));
+        return true;
+      },
+    );
+    const res = await adminRevoke({ server: admin, token, serial, reason: 'keyCompromise', trustDomain: MAIN });
+    assert.deepEqual([res.serial, res.trustDomain, res.status, res.reason, res.alreadyRevoked], [opensslSerial(serial), MAIN, 'revoked', 'keyCompromise', false]);
+    const [mainList, partnerList] = await Promise.all([
+      adminListCertificates({ server: admin, token, identity: 'twin2.example' }),
+      adminListCertificates({ server: admin, token, identity: 'twin2.example', trustDomain: PARTNER }),
+    ]);
+    assert.deepEqual(mainList.map((c) => [c.serial, c.trustDomain, c.status]), [[opensslSerial(serial), MAIN, 'revoked']]);
+    assert.deepEqual(partnerList.map((c) => [c.serial, c.trustDomain, c.status]), [[opensslSerial(serial), PARTNER, 'valid']]);
+    // A trust domain the server does not sign for: 400, INVALID_ARGUMENT naming the ones it does.
+    for (const attempt of [
+      () => adminRevoke({ server: admin, token, serial, trustDomain: 'elsewhere.example' }),
+      () => adminListCertificates({ server: admin, token, trustDomain: 'elsewhere.example' }),
+    ]) {
+      await assert.rejects(attempt, (e: unknown) => isMeshError(e, ErrorCodes.INVALID_ARGUMENT) && /elsewhere\.example/.test(e.message) && /partner\.example/.test(e.message) && e.details?.httpStatus === 400);
+    }
+  });
+
+  test('--trust-domain: a CA that did not issue the serial is NOT_FOUND naming it; an unknown trust domain exits 1 naming the server\'s; without --server, or empty, a usage error (exit 2)', async () => {
+    const main = await issue(MAIN, 'main-only');
+    const serial = opensslSerial(main.cert.serial);
+    const wrongCa = await meshcert(['cert', 'revoke', '--server', admin, '--token-file', tokenFile, '--trust-domain', PARTNER, serial]);
+    assert.equal(wrongCa.status, 1, show(wrongCa));
+    assert.equal(cliError(wrongCa)?.code, 'MESH_ERR_NOT_FOUND');
+    assert.match(cliError(wrongCa)!.message, /the CA of trust domain "partner\.example"/);
+    assert.equal(await ledgerStatus(MAIN, main.cert.serial), 'valid');
+
+    const [revokeElsewhere, listElsewhere] = await Promise.all([
+      meshcert(['cert', 'revoke', '--server', admin, '--token-file', tokenFile, '--trust-domain', 'elsewhere.example', serial]),
+      meshcert(['cert', 'list', '--server', admin, '--token-file', tokenFile, '--trust-domain', 'elsewhere.example']),
+    ]);
+    for (const r of [revokeElsewhere, listElsewhere]) {
+      assert.equal(r.status, 1, show(r));
+      assert.equal(cliError(r)?.code, 'MESH_ERR_INVALID_ARGUMENT', show(r));
+      assert.match(cliError(r)!.message, /"elsewhere\.example" is not a trust domain this CA signs for \("?cluster\.local"?, "?partner\.example"?\)/);
+    }
+    assert.equal(await ledgerStatus(MAIN, main.cert.serial), 'valid');
+
+    const data = join(dir.dir, 'data');
+    const usage = await inParallel(
+      [
+        ['cert', 'revoke', '--data-dir', data, '--trust-domain', PARTNER, serial],
+        ['cert', 'list', '--data-dir', data, '--trust-domain', PARTNER],
+        ['cert', 'revoke', '--server', admin, '--token-file', tokenFile, '--trust-domain', '', serial],
+        ['cert', 'list', '--server', admin, '--trust-domain', PARTNER],
+        ['cert', 'list', '--server', admin, '--token-file', tokenFile, '--data-dir', data],
+        ['cert', 'list', '--data-dir', data, '--token-file', tokenFile],
+      ],
+      (args) => meshcert(args),
+    );
+    for (const r of usage) {
+      assert.equal(r.status, 2, show(r));
+      assert.equal(cliError(r)?.code, 'MESH_ERR_USAGE', show(r));
+    }
+    assert.match(usage[0]!.stderr, /--trust-domain goes with --server/);
+    assert.match(usage[1]!.stderr, /--trust-domain goes with --server/);
+    assert.match(usage[2]!.stderr, /is not a trust domain name/);
+    assert.match(usage[3]!.stderr, /give --token-file FILE/);
+    assert.equal(await ledgerStatus(MAIN, main.cert.serial), 'valid');
   });
 });
 

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
-import { adminRevoke } from '../../agent/index.js';
+import { adminListCertificates, adminRevoke } from '../../agent/index.js';
 import { CertificateAuthority, CertificateIssuer, caExists, revokeCertificate } from '../../ca/index.js';
 import { ErrorCodes, MeshError, describeError, parseDuration, writeFileAtomic } from '../../core/index.js';
 import { writeKeyFile } from '../../keys/index.js';
@@ -41,24 +41,85 @@ function parseTime(text: string, field: string): Date {
   return d;
 }
 
-/** `cert revoke --server`: the admin API of a running server; the token comes from a file, never the command line. */
+/** The admin token of `--server`: from a file, never the command line. */
+function readAdminToken(tokenFile: string | undefined, command: string): string {
+  if (!tokenFile) throw usageError(`${command} --server: give --token-file FILE (the server's admin token file)`);
+  const token = readInput(tokenFile, 'admin token').toString('utf8').trim();
+  if (!token) throw new MeshError(ErrorCodes.INVALID_ARGUMENT, `${tokenFile}: the admin token file is empty`, { subject: tokenFile });
+  return token;
+}
+
+/** `--trust-domain NAME`: which CA of a server with several trust domains; the server checks that it signs for it. */
+function parseTrustDomain(value: string): string {
+  const name = value.trim();
+  if (!name || /[\s/]/.test(name)) throw usageError(`--trust-domain: "${value}" is not a trust domain name; e.g. --trust-domain partner.example`);
+  return name;
+}
+
+const TRUST_DOMAIN_HELP = 'with --server: the trust domain whose CA to use, when the server signs for several (serve\'s additionalTrustDomains)';
+
+/** `cert revoke --server`: the admin API of a running server. */
 async function revokeOnline(
   serial: string,
-  opts: { dataDir?: string; server: string; tokenFile?: string; reason: string; invalidity?: Date; json?: boolean },
+  opts: { dataDir?: string; server: string; tokenFile?: string; trustDomain?: string; reason: string; invalidity?: Date; json?: boolean },
 ): Promise<void> {
   if (opts.dataDir) throw usageError('cert revoke: --data-dir and --server exclude each other (the server has its own data dir)');
-  if (!opts.tokenFile) throw usageError('cert revoke --server: give --token-file FILE (the server\'s admin token file)');
-  const token = readInput(opts.tokenFile, 'admin token').toString('utf8').trim();
-  if (!token) throw new MeshError(ErrorCodes.INVALID_ARGUMENT, `${opts.tokenFile}: the admin token file is empty`, { subject: opts.tokenFile });
-  const res = await adminRevoke({ server: opts.server, token, serial, reason: opts.reason, ...(opts.invalidity ? { invalidityDate: opts.invalidity } : {}) });
-  const out = { serial: res.serial, identity: res.identity, revokedAt: res.revokedAt, reason: res.reason, alreadyRevoked: res.alreadyRevoked, lagging: res.lagging };
+  const token = readAdminToken(opts.tokenFile, 'cert revoke');
+  const res = await adminRevoke({
+    server: opts.server,
+    token,
+    serial,
+    reason: opts.reason,
+    ...(opts.invalidity ? { invalidityDate: opts.invalidity } : {}),
+    ...(opts.trustDomain !== undefined ? { trustDomain: opts.trustDomain } : {}),
+  });
+  const out = {
+    serial: res.serial,
+    ...(res.trustDomain !== undefined ? { trustDomain: res.trustDomain } : {}),
+    identity: res.identity,
+    revokedAt: res.revokedAt,
+    reason: res.reason,
+    alreadyRevoked: res.alreadyRevoked,
+    lagging: res.lagging,
+  };
   if (opts.json) return printJson(out);
+  const ca = res.trustDomain !== undefined ? ` by the CA of trust domain ${res.trustDomain}` : '';
   printText(
     (res.alreadyRevoked
-      ? `${res.serial} was already revoked at ${res.revokedAt} (${res.reason})`
-      : `Revoked ${res.serial} (${res.identity ?? res.subject}) at ${res.revokedAt}, reason ${res.reason}, through ${opts.server}`) +
+      ? `${res.serial} was already revoked${ca} at ${res.revokedAt} (${res.reason})`
+      : `Revoked ${res.serial} (${res.identity ?? res.subject})${ca} at ${res.revokedAt}, reason ${res.reason}, through ${opts.server}`) +
       (res.lagging.length ? `\nnote: the server has not yet refreshed ${res.lagging.join(' and ')}; it will shortly` : ''),
   );
+}
+
+/** `cert list --server`: the certificates of one trust domain's CA of a running server, through its admin API. */
+async function listOnline(opts: {
+  dataDir?: string; server: string; tokenFile?: string; trustDomain?: string; status?: 'valid' | 'revoked'; limit?: number; json?: boolean;
+}): Promise<void> {
+  if (opts.dataDir) throw usageError('cert list: --data-dir and --server exclude each other (the server has its own data dir)');
+  const token = readAdminToken(opts.tokenFile, 'cert list');
+  const rows = await adminListCertificates({
+    server: opts.server,
+    token,
+    ...(opts.status ? { status: opts.status } : {}),
+    ...(opts.limit !== undefined ? { limit: opts.limit } : {}),
+    ...(opts.trustDomain !== undefined ? { trustDomain: opts.trustDomain } : {}),
+  });
+  const out = rows.map((r) => ({
+    serial: r.serial,
+    ...(r.trustDomain !== undefined ? { trustDomain: r.trustDomain } : {}),
+    identity: r.identity,
+    profile: r.profile,
+    status: r.status,
+    notAfter: r.notAfter,
+    revokedAt: r.revokedAt,
+    reason: r.reason,
+  }));
+  if (opts.json) return printJson(out);
+  if (out.length === 0) {
+    return printText(`no certificates${opts.status ? ` ${opts.status}` : ''} of ${opts.trustDomain !== undefined ? `trust domain ${opts.trustDomain}` : 'the main trust domain'} at ${opts.server}`);
+  }
+  printText(out.map((r) => `${r.serial}  ${r.status.padEnd(7)}  ${r.notAfter}  ${r.profile.padEnd(6)}  ${r.identity ?? ''}`).join('\n'));
 }
 
 export function certCommand(): Command {
@@ -178,6 +239,7 @@ Identities in a CSR are ignored: the command line says what is certified.`,
     .option('--data-dir <dir>', DATA_DIR_HELP)
     .option('--server <url>', 'revoke through the admin API of a running server, e.g. http://127.0.0.1:15016')
     .option('--token-file <file>', 'with --server: the file holding the admin token (the server\'s admin.tokenFile, DATA-DIR/admin-token by default)')
+    .option('--trust-domain <name>', TRUST_DOMAIN_HELP, parseTrustDomain)
     .addOption(new Option('--reason <reason>', 'RFC 5280 reason code').choices(REVOCATION_REASONS.filter((r) => r !== 'removeFromCRL')).default('unspecified'))
     .option('--invalidity-date <time>', 'when the key is known or suspected to have been compromised (ISO 8601)')
     .option('--json', 'print the result as JSON')
@@ -186,13 +248,19 @@ Identities in a CSR are ignored: the command line says what is certified.`,
       `
 Revoking twice is harmless. Without --server the ledger of the data dir is changed directly: a running server
 answers OCSP and CRL requests from its caches and reflects it within half the OCSP response validity and at its
-next CRL. With --server the server revokes, and its OCSP and CRL answers say so at once.`,
+next CRL. With --server the server revokes, and its OCSP and CRL answers say so at once.
+A server with several trust domains (additionalTrustDomains) revokes in the CA that issued the serial; when the CAs
+of two trust domains issued it, it refuses until --trust-domain NAME says which (nothing is revoked meanwhile):
+  meshcert cert revoke --server http://127.0.0.1:15016 --token-file .meshcert/admin-token SERIAL --trust-domain partner.example`,
     )
-    .action(async (serial: string, opts: { dataDir?: string; server?: string; tokenFile?: string; reason: string; invalidityDate?: string; json?: boolean }) => {
+    .action(async (serial: string, opts: {
+      dataDir?: string; server?: string; tokenFile?: string; trustDomain?: string; reason: string; invalidityDate?: string; json?: boolean;
+    }) => {
       const reason = parseRevocationReason(opts.reason, '--reason');
       const invalidity = opts.invalidityDate ? parseTime(opts.invalidityDate, '--invalidity-date') : undefined;
       if (opts.server) return revokeOnline(serial, { ...opts, server: opts.server, reason, invalidity });
       if (opts.tokenFile) throw usageError('cert revoke: --token-file goes with --server');
+      if (opts.trustDomain !== undefined) throw usageError('cert revoke: --trust-domain goes with --server (without it, the CA of the data dir revokes)');
       const dataDir = resolveDataDir(opts.dataDir);
       const ca = await CertificateAuthority.load(dataDir);
       const ledger = openLedger(dataDir);
@@ -213,16 +281,31 @@ next CRL. With --server the server revokes, and its OCSP and CRL answers say so 
 
   cert
     .command('list')
-    .description('list the certificates in the ledger, newest first')
+    .description('list the certificates in the ledger, newest first: of the data dir, or of a running `meshcert serve` (--server)')
     .option('--data-dir <dir>', DATA_DIR_HELP)
+    .option('--server <url>', 'list through the admin API of a running server, e.g. http://127.0.0.1:15016')
+    .option('--token-file <file>', 'with --server: the file holding the admin token (the server\'s admin.tokenFile, DATA-DIR/admin-token by default)')
+    .option('--trust-domain <name>', `${TRUST_DOMAIN_HELP}; default: its main trust domain`, parseTrustDomain)
     .addOption(new Option('--status <status>', 'only valid or only revoked').choices(['valid', 'revoked']))
-    .option('--limit <n>', 'at most this many', (v) => {
+    .option('--limit <n>', 'at most this many (with --server: 100 unless given, at most 1000)', (v) => {
       const n = Number(v);
       if (!Number.isInteger(n) || n <= 0) throw usageError(`--limit: "${v}" is not a positive integer`);
       return n;
     })
     .option('--json', 'print as JSON')
-    .action(async (opts: { dataDir?: string; status?: 'valid' | 'revoked'; limit?: number; json?: boolean }) => {
+    .addHelpText(
+      'after',
+      `
+With --server the list is of one CA of the server: its main trust domain's, or with --trust-domain NAME that of
+another of its trust domains (serve's additionalTrustDomains); with --json each row then names its trust domain:
+  meshcert cert list --server http://127.0.0.1:15016 --token-file .meshcert/admin-token --trust-domain partner.example`,
+    )
+    .action(async (opts: {
+      dataDir?: string; server?: string; tokenFile?: string; trustDomain?: string; status?: 'valid' | 'revoked'; limit?: number; json?: boolean;
+    }) => {
+      if (opts.server) return listOnline({ ...opts, server: opts.server });
+      if (opts.tokenFile) throw usageError('cert list: --token-file goes with --server');
+      if (opts.trustDomain !== undefined) throw usageError('cert list: --trust-domain goes with --server (without it, the ledger of the data dir is listed)');
       const dataDir = resolveDataDir(opts.dataDir);
       // Never create a ledger in a folder that holds no CA (a mistyped --data-dir would list "nothing" and leave one behind).
       if (!caExists(dataDir)) {
