@@ -644,19 +644,16 @@ export class Exchange {
     this.#upstreamFailed(new UpstreamError(504, ProxyErrorReason.TIMEOUT, `upstream ${this.#routed?.plan.label} did not answer within ${ms} ms`));
   }
 
+  /** Stops the request timer, the per-try timer and a pending retry. */
+  #clearTimers(): void {
+    clearTimeout(this.#timer);
+    clearTimeout(this.#tryTimer);
+    clearTimeout(this.#backoffTimer);
+    this.#timer = this.#tryTimer = this.#backoffTimer = undefined;
+  }
+
   #abortUpstream(): void {
-    if (this.#timer) {
-      clearTimeout(this.#timer);
-      this.#timer = undefined;
-    }
-    if (this.#tryTimer) {
-      clearTimeout(this.#tryTimer);
-      this.#tryTimer = undefined;
-    }
-    if (this.#backoffTimer) {
-      clearTimeout(this.#backoffTimer);
-      this.#backoffTimer = undefined;
-    }
+    this.#clearTimers();
     const up = this.#upReq;
     if (up) {
       this.#upReq = undefined;
@@ -681,18 +678,7 @@ export class Exchange {
   #finish(): void {
     if (this.#done) return;
     this.#done = true;
-    if (this.#timer) {
-      clearTimeout(this.#timer);
-      this.#timer = undefined;
-    }
-    if (this.#tryTimer) {
-      clearTimeout(this.#tryTimer);
-      this.#tryTimer = undefined;
-    }
-    if (this.#backoffTimer) {
-      clearTimeout(this.#backoffTimer);
-      this.#backoffTimer = undefined;
-    }
+    this.#clearTimers();
     // HTTP/2: a stream that closed with an error code (the client's RST_STREAM, or ours) did not complete.
     const aborted = this.#stream ? (this.#stream.rstCode ?? 0) !== http2.constants.NGHTTP2_NO_ERROR : !this.#res!.writableFinished;
     if (aborted) {

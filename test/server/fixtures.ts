@@ -7,7 +7,7 @@ import { isIP } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
-import { X509Certificate, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { X509Certificate, createHash, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { stringify } from 'yaml';
 import { requestCertificate, type CertificateRequestOptions } from '../../src/agent/index.js';
@@ -194,4 +194,25 @@ export function runTool(cmd: string, args: string[]): Promise<ToolRun> {
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * One serial recorded under every signing CA of a control plane: random 128-bit serials do not collide by chance,
+ * so the ambiguous-serial cases write their twin ledger rows directly.
+ */
+export async function recordUnderEveryCa(cp: ControlPlane, serial: string, identity = 'twin.example'): Promise<void> {
+  for (const d of cp.signingDomains) {
+    await cp.ledger.record({
+      serial,
+      issuerKeyId: d.ca.cert.issuerKeyId,
+      subject: '',
+      sans: [`DNS:${identity}`],
+      identity,
+      profile: 'server',
+      notBefore: new Date(Date.now() - 1000),
+      notAfter: new Date(Date.now() + 3_600_000),
+      fingerprint: createHash('sha256').update(serial + d.trustDomain).digest('hex'),
+      pem: '',
+    });
+  }
 }

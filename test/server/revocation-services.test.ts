@@ -7,7 +7,6 @@
 // the server it is talking to.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -18,7 +17,7 @@ import { adminListCertificates, adminRevoke } from '../../src/agent/index.js';
 import { cliError, inParallel, meshcert, show } from '../helpers/cli.js';
 import { ErrorCodes, isMeshError, type Logger } from '../../src/core/index.js';
 import { TestCA, tempDir as tempFolder } from '../helpers/test-ca.js';
-import { httpGet, startPlane, tempDir, type Plane } from './fixtures.js';
+import { httpGet, recordUnderEveryCa, startPlane, tempDir, type Plane } from './fixtures.js';
 
 interface Run {
   status: number;
@@ -496,20 +495,7 @@ describe('meshcert cert revoke --server / cert list --server --trust-domain, aga
   test('a serial both CAs issued: cert revoke --server without --trust-domain exits 1 with MESH_ERR_INVALID_ARGUMENT naming both trust domains and --trust-domain, revoking nothing; with it only that CA revokes', async () => {
     // Random 128-bit serials do not collide by chance: the twin rows are written straight into the server's ledger.
     const serial = randomSerial();
-    for (const d of plane.cp.signingDomains) {
-      await plane.cp.ledger.record({
-        serial,
-        issuerKeyId: d.ca.cert.issuerKeyId,
-        subject: '',
-        sans: ['DNS:twin.example'],
-        identity: 'twin.example',
-        profile: 'server',
-        notBefore: new Date(Date.now() - 1000),
-        notAfter: new Date(Date.now() + 3_600_000),
-        fingerprint: createHash('sha256').update(serial + d.trustDomain).digest('hex'),
-        pem: '',
-      });
-    }
+    await recordUnderEveryCa(plane.cp, serial);
     const shown = opensslSerial(serial);
     const r = await meshcert(['cert', 'revoke', '--server', admin, '--token-file', tokenFile, shown, '--json']);
     assert.equal(r.status, 1, show(r));
@@ -537,20 +523,7 @@ describe('meshcert cert revoke --server / cert list --server --trust-domain, aga
 
   test('the admin client against the real admin API: 409 ambiguous_serial is INVALID_ARGUMENT with the trust domains in details; trustDomain goes into revoke and list', async () => {
     const serial = randomSerial();
-    for (const d of plane.cp.signingDomains) {
-      await plane.cp.ledger.record({
-        serial,
-        issuerKeyId: d.ca.cert.issuerKeyId,
-        subject: '',
-        sans: ['DNS:twin2.example'],
-        identity: 'twin2.example',
-        profile: 'server',
-        notBefore: new Date(Date.now() - 1000),
-        notAfter: new Date(Date.now() + 3_600_000),
-        fingerprint: createHash('sha256').update(`2${serial}${d.trustDomain}`).digest('hex'),
-        pem: '',
-      });
-    }
+    await recordUnderEveryCa(plane.cp, serial, 'twin2.example');
     const token = readFileSync(tokenFile, 'utf8').trim();
     await assert.rejects(
       adminRevoke({ server: admin, token, serial, reason: 'keyCompromise' }),

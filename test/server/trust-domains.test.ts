@@ -2,7 +2,6 @@
 // judged by `openssl verify` against each trust domain's root, renewal, OCSP and CRL per CA (`openssl ocsp`,
 // `openssl crl`), the admin API across CAs, metrics, /roots, restarts, config errors, and the CLI's banner.
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -22,6 +21,7 @@ import {
   loopbackConfig,
   makeConfig,
   makeCsr,
+  recordUnderEveryCa,
   runTool,
   startPlane,
   statusOf,
@@ -215,20 +215,7 @@ describe('meshcert serve with a second trust domain (additionalTrustDomains)', (
 
   test('admin API: a serial both CAs issued needs "trustDomain" (409), then only that CA revokes it; the list is per trust domain', async () => {
     const serial = randomSerial();
-    for (const d of plane.cp.signingDomains) {
-      await plane.cp.ledger.record({
-        serial,
-        issuerKeyId: d.ca.cert.issuerKeyId,
-        subject: '',
-        sans: ['DNS:twin.example'],
-        identity: 'twin.example',
-        profile: 'server',
-        notBefore: new Date(Date.now() - 1000),
-        notAfter: new Date(Date.now() + 3_600_000),
-        fingerprint: createHash('sha256').update(serial + d.trustDomain).digest('hex'),
-        pem: '',
-      });
-    }
+    await recordUnderEveryCa(plane.cp, serial);
     const ambiguous = await adminFetch('/revoke', { method: 'POST', body: JSON.stringify({ serial }) });
     const body = (await ambiguous.json()) as { error: { code: string; message: string; trustDomains: string[] } };
     assert.equal(ambiguous.status, 409, JSON.stringify(body));
