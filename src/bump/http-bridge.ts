@@ -15,7 +15,9 @@ import {
   type OutgoingHttpHeaders,
 } from 'node:http2';
 import * as stream from 'node:stream';
+import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { rawHead, rawReply } from '../gateway/index.js';
 import { ErrorCodes, MeshError, describeError, silentLogger, type Logger } from '../core/index.js';
 import type { AuditSink } from './audit-log.js';
 import { runRequestFilters, runResponseFilters, type BumpFilter, type BumpHttpRequest, type BumpHttpResponse } from './bump-filters.js';
@@ -168,6 +170,14 @@ export class HttpBridge {
       });
     };
     const server = h2c ? createHttp2Server({}, handler) : createHttpServer({ keepAliveTimeout: this.#o.idleTimeoutMs }, handler);
+    if (!h2c) {
+      server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+        this.#upgrade(req, socket, head, conn).catch((err: unknown) => {
+          this.#log.error({ err: describeError(err), stack: (err as Error)?.stack }, 'bump: unexpected error in an Upgrade request');
+          socket.destroy();
+        });
+      });
+    }
     server.on('clientError', (_err: Error, sock: stream.Duplex) => sock.destroy());
     server.on('sessionError', () => undefined);
     tls.once('close', () => upstream.close());
@@ -327,6 +337,124 @@ export class HttpBridge {
     body.pipe(res as unknown as stream.Writable);
     body.once('error', () => res.destroy?.());
     res.once('close', () => audit(response.status, bytes, res.writableFinished ? undefined : 'connection closed before the response ended'));
+  }
+
+  /**
+   * An HTTP/1.1 Upgrade (WebSocket) on a bumped connection: the request goes through the host check and the request
+   * filters like any other, then over a verified upstream connection of its own; on `101` both sides are spliced
+   * (the frames are not filtered), any other answer is relayed and the connection closed. One audit line at the end.
+   */
+  async #upgrade(req: IncomingMessage, socket: Socket, head: Buffer, conn: BumpedConnection): Promise<void> {
+    socket.on('error', () => undefined);
+    const method = req.method ?? 'GET';
+    const authority = String(req.headers.host ?? (conn.port === 443 ? conn.serverName : `${conn.serverName}:${conn.port}`));
+    const path = req.url ?? '/';
+    const protocol = String(req.headers.upgrade ?? '');
+    const request: BumpHttpRequest = {
+      client: conn.client,
+      serverName: conn.serverName,
+      mode: 'bumped',
+      protocol: 'http/1.1',
+      method,
+      host: hostOf(authority),
+      path,
+      url: `https://${authority}${path}`,
+      headers: copyHeaders(req.headers),
+    };
+    let bytes = 0;
+    const audit = (status: number, reason?: string): void =>
+      this.#o.audit.write({
+        event: 'request',
+        client: conn.client,
+        sni: conn.serverName,
+        method,
+        url: request.url,
+        status,
+        bytes,
+        mimicSerial: conn.mimicSerial || null,
+        protocol: 'http/1.1',
+        upgrade: protocol,
+        ...(reason ? { reason } : {}),
+      });
+    const refuse = (status: number, decision: 'denied' | 'error', reason: string): void => {
+      this.#o.metrics.requests.inc({ protocol: 'http/1.1', decision });
+      rawReply(socket, status, decision === 'denied' ? 'bump_denied' : 'bump_upstream_error', `meshcert bump: ${reason}`);
+      audit(status, reason);
+    };
+    if (request.host !== conn.serverName.toLowerCase()) {
+      refuse(421, 'denied', `Host ${request.host} is not the host this connection was made for (${conn.serverName})`);
+      return;
+    }
+    try {
+      const outcome = await runRequestFilters(this.#o.filters, request);
+      if (outcome.denied) {
+        refuse(outcome.denied.status, 'denied', `${method} ${request.url} denied: ${outcome.denied.reason}`);
+        return;
+      }
+    } catch (err) {
+      refuse(500, 'error', describeError(err));
+      return;
+    }
+    let upSocket: TLSSocket;
+    try {
+      upSocket = await conn.upstream.dedicated();
+    } catch (err) {
+      this.#o.metrics.upstreamErrors.inc({ stage: 'request' });
+      refuse(502, 'error', err instanceof MeshError ? err.message : `upstream ${authority}: ${describeError(err)}`);
+      return;
+    }
+    if (socket.destroyed) {
+      upSocket.destroy();
+      return;
+    }
+    this.#o.metrics.requests.inc({ protocol: 'http/1.1', decision: 'allowed' });
+    // The filters' headers, with the Upgrade and Connection headers that copyHeaders leaves out as hop-by-hop.
+    const out = httpRequest({
+      createConnection: () => upSocket,
+      method,
+      path,
+      headers: { ...request.headers, host: authority, connection: 'upgrade', upgrade: protocol },
+      setHost: false,
+    });
+    socket.once('close', () => out.destroy());
+    out.on('error', (err) => {
+      this.#o.metrics.upstreamErrors.inc({ stage: 'request' });
+      refuse(502, 'error', `upstream ${authority}: ${describeError(err)}`);
+    });
+    out.on('response', (res: IncomingMessage) => {
+      // The upstream declined the upgrade: relay its answer, then close.
+      const relayed: string[] = [];
+      for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) {
+        if (!/^(connection|keep-alive|transfer-encoding)$/i.test(res.rawHeaders[i]!)) relayed.push(res.rawHeaders[i]!, res.rawHeaders[i + 1]!);
+      }
+      relayed.push('connection', 'close');
+      socket.write(rawHead(res.statusCode ?? 502, res.statusMessage ?? '', relayed));
+      res.on('data', (c: Buffer) => (bytes += c.length));
+      res.pipe(socket);
+      res.once('end', () => audit(res.statusCode ?? 502));
+    });
+    out.on('upgrade', (res: IncomingMessage, tunnel: Socket, upHead: Buffer) => {
+      socket.write(rawHead(101, res.statusMessage ?? 'Switching Protocols', res.rawHeaders));
+      if (upHead.length) socket.write(upHead);
+      if (head.length) tunnel.write(head);
+      tunnel.on('error', () => socket.destroy());
+      socket.on('data', (c: Buffer) => (bytes += c.length));
+      tunnel.on('data', (c: Buffer) => (bytes += c.length));
+      socket.pipe(tunnel);
+      tunnel.pipe(socket);
+      socket.setTimeout(this.#o.idleTimeoutMs, () => socket.destroy());
+      let ended = false;
+      const end = (): void => {
+        if (ended) return;
+        ended = true;
+        socket.destroy();
+        tunnel.destroy();
+        audit(101);
+      };
+      socket.once('close', end);
+      tunnel.once('close', end);
+    });
+    out.end();
   }
 
   close(): void {

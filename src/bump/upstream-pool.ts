@@ -66,6 +66,18 @@ export class UpstreamHost {
     return up.socket;
   }
 
+  /** A verified connection of its own, for one tunnel (an HTTP/1.1 Upgrade such as WebSocket): never pooled. */
+  dedicated(): Promise<TLSSocket> {
+    let spare: TLSSocket | undefined;
+    while ((spare = this.#spare.pop())) {
+      if (!spare.destroyed && spare.writable) {
+        spare.setTimeout(0);
+        return Promise.resolve(spare);
+      }
+    }
+    return this.#open(['http/1.1']);
+  }
+
   /** The verdict, if recent enough to skip the upstream handshake of a new client connection. */
   freshVerdict(now: number, ttlMs: number): UpstreamVerdict | null {
     return this.verdict && now - this.verdict.at <= ttlMs && !this.#closed ? this.verdict : null;

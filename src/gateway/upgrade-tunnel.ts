@@ -21,7 +21,8 @@ export function rawReply(socket: Socket, status: number, reason: string, text: s
   );
 }
 
-function rawHead(status: number, message: string, rawHeaders: string[]): string {
+/** An HTTP/1.1 response head from a status and raw header pairs (as IncomingMessage.rawHeaders lists them). */
+export function rawHead(status: number, message: string, rawHeaders: string[]): string {
   let head = `HTTP/1.1 ${status} ${message}\r\n`;
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) head += `${rawHeaders[i]}: ${rawHeaders[i + 1]}\r\n`;
   return `${head}\r\n`;

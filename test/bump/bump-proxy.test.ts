@@ -271,6 +271,70 @@ describe('meshcert bump: explicit and transparent proxy with real curl and opens
     assert.match(metrics, /meshcert_bump_upstream_handshakes_total\{result="new"\} [1-9]/);
   });
 
+  it('WebSocket (HTTP/1.1 Upgrade) over a bumped connection: filtered like a request, then spliced to the upstream on 101', async () => {
+    const https = await import('node:https');
+    const seenHeaders: Record<string, string | string[] | undefined>[] = [];
+    const server = https.createServer({ key: pki.good.keyPem, cert: pki.good.chainPem }, (_req, res) => res.end('plain'));
+    server.on('upgrade', (req, sock, head) => {
+      seenHeaders.push(req.headers);
+      sock.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\r\n');
+      if (head.length) sock.write(head.toString().toUpperCase());
+      sock.on('data', (c: Buffer) => sock.write(c.toString().toUpperCase()));
+      sock.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const wsProxy = await BumpProxy.start({
+      listen: { host: '127.0.0.1', port: 0 },
+      ca,
+      upstream: { caPem: pki.publicCa.cert.pem, resolve: { 'upstream.test:443': `127.0.0.1:${(server.address() as AddressInfo).port}` } },
+      filters: [accessRule('deny', { pathPrefix: '/admin' }, 'no admin sockets'), headerFilter('request', 'add', 'x-bumped-by', 'meshcert')],
+      mimic: { keyPoolSize: 1, prefillKeyTypes: ['ec-p256'] },
+    });
+    const tls = await import('node:tls');
+    // A raw client: CONNECT, TLS trusting the bumping CA, then the Upgrade request and bytes both ways.
+    const open = async (path: string): Promise<{ head: string; socket: import('node:tls').TLSSocket }> => {
+      const [host, port] = wsProxy.addresses.listen!.split(':');
+      const raw = netConnect(Number(port), host!);
+      await new Promise((r) => raw.once('connect', r));
+      raw.write('CONNECT upstream.test:443 HTTP/1.1\r\nhost: upstream.test:443\r\n\r\n');
+      const connected = await new Promise<string>((r) => raw.once('data', (d: Buffer) => r(d.toString())));
+      assert.match(connected, /^HTTP\/1\.1 200/);
+      const socket = tls.connect({ socket: raw, servername: 'upstream.test', ca: readFileSync(caFile, 'utf8'), ALPNProtocols: ['http/1.1'] });
+      await new Promise((r, j) => socket.once('secureConnect', r).once('error', j));
+      socket.write(`GET ${path} HTTP/1.1\r\nhost: upstream.test\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
+      let head = '';
+      await new Promise<void>((r) => {
+        const onData = (d: Buffer): void => {
+          head += d.toString();
+          if (head.includes('\r\n\r\n')) {
+            socket.off('data', onData);
+            r();
+          }
+        };
+        socket.on('data', onData);
+      });
+      return { head, socket };
+    };
+    try {
+      const ok = await open('/ws/chat');
+      assert.match(ok.head, /^HTTP\/1\.1 101 /);
+      ok.socket.write('hello through the bump');
+      const echoed = await new Promise<string>((r) => ok.socket.once('data', (d: Buffer) => r(d.toString())));
+      assert.equal(echoed, 'HELLO THROUGH THE BUMP');
+      assert.equal(seenHeaders[0]?.['x-bumped-by'], 'meshcert', 'request filters applied to the Upgrade request');
+      assert.equal(seenHeaders[0]?.upgrade, 'websocket');
+      ok.socket.destroy();
+      const denied = await open('/admin/socket');
+      assert.match(denied.head, /^HTTP\/1\.1 403 /);
+      assert.match(denied.head, /no admin sockets/);
+      denied.socket.destroy();
+      assert.equal(seenHeaders.length, 1, 'the denied Upgrade never reached the upstream');
+    } finally {
+      await wsProxy.stop();
+      server.close();
+    }
+  });
+
   it('the client gets the protocol the upstream chose: h2 offered, an HTTP/1.1-only upstream answers HTTP/1.1', async () => {
     const https = await import('node:https');
     const server = https.createServer({ key: pki.good.keyPem, cert: pki.good.chainPem }, (req, res) => res.end(`h1 upstream saw HTTP/${req.httpVersion}`));
