@@ -289,30 +289,42 @@ export function buildEnvoyBootstrap(input: EnvoyBootstrapInput): EnvoyBootstrapR
     };
     const ts = upstreamTls(policy.tls, d.host);
     if (ts) c.transport_socket = ts;
-    if (pool?.tcp?.maxConnections !== undefined || pool?.http?.http2MaxRequests !== undefined || pool?.http?.http1MaxPendingRequests !== undefined) {
+    if (
+      pool?.tcp?.maxConnections !== undefined ||
+      pool?.http?.http2MaxRequests !== undefined ||
+      pool?.http?.http1MaxPendingRequests !== undefined ||
+      pool?.http?.maxRetries !== undefined
+    ) {
       c.circuit_breakers = {
         thresholds: [
           {
             ...(pool.tcp?.maxConnections !== undefined ? { max_connections: pool.tcp.maxConnections } : {}),
             ...(pool.http?.http1MaxPendingRequests !== undefined ? { max_pending_requests: pool.http.http1MaxPendingRequests } : {}),
             ...(pool.http?.http2MaxRequests !== undefined ? { max_requests: pool.http.http2MaxRequests } : {}),
+            ...(pool.http?.maxRetries !== undefined ? { max_retries: pool.http.maxRetries } : {}),
           },
         ],
       };
     }
     const h = pool?.http;
-    if (h && (h.idleTimeout !== undefined || h.useClientProtocol || h.h2UpgradePolicy === 'UPGRADE' || h.maxRequestsPerConnection !== undefined)) {
+    const maxDuration = pool?.tcp?.maxConnectionDuration;
+    if (
+      (h && (h.idleTimeout !== undefined || h.useClientProtocol || h.h2UpgradePolicy === 'UPGRADE' || h.maxRequestsPerConnection !== undefined || h.maxConcurrentStreams !== undefined)) ||
+      maxDuration
+    ) {
       const common: Obj = {};
-      if (h.idleTimeout !== undefined) common.idle_timeout = protoDuration(h.idleTimeout);
-      if (h.maxRequestsPerConnection) common.max_requests_per_connection = h.maxRequestsPerConnection;
+      if (h?.idleTimeout !== undefined) common.idle_timeout = protoDuration(h.idleTimeout);
+      if (h?.maxRequestsPerConnection) common.max_requests_per_connection = h.maxRequestsPerConnection;
+      if (maxDuration) common.max_connection_duration = protoDuration(maxDuration);
+      const h2Options = h?.maxConcurrentStreams ? { max_concurrent_streams: h.maxConcurrentStreams } : {};
       c.typed_extension_protocol_options = {
         'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
           '@type': `${TYPE}envoy.extensions.upstreams.http.v3.HttpProtocolOptions`,
           ...(Object.keys(common).length ? { common_http_protocol_options: common } : {}),
-          ...(h.useClientProtocol
-            ? { use_downstream_protocol_config: { http_protocol_options: {}, http2_protocol_options: {} } }
-            : h.h2UpgradePolicy === 'UPGRADE'
-              ? { explicit_http_config: { http2_protocol_options: {} } }
+          ...(h?.useClientProtocol
+            ? { use_downstream_protocol_config: { http_protocol_options: {}, http2_protocol_options: h2Options } }
+            : h?.h2UpgradePolicy === 'UPGRADE'
+              ? { explicit_http_config: { http2_protocol_options: h2Options } }
               : { explicit_http_config: { http_protocol_options: {} } }),
         },
       };

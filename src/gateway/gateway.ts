@@ -2,6 +2,7 @@
 // port, the HTTP proxy behind them, the admin listener. A change to the file is applied without a restart and
 // without dropping established connections; a broken file keeps the running config and says why (log, metric,
 // /config_dump). A certificate change rebuilds the TLS contexts for new handshakes.
+import type { TrafficPolicy } from '../config/index.js';
 import { statSync, watch, type FSWatcher } from 'node:fs';
 import type { ChannelCredentials } from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
@@ -77,6 +78,27 @@ export function gatewayWarnings(config: GatewayFileConfig): string[] {
         out.push(`document ${vs.document} (VirtualService ${vs.name}) http[${i}].retries.retryRemoteLocalities: no effect in meshcert gateway (it has no locality-aware load balancing)`);
       }
     });
+  }
+  for (const dr of config.destinationRules) {
+    const policies: Array<[string, TrafficPolicy | undefined]> = [
+      ['trafficPolicy', dr.spec.trafficPolicy],
+      ...(dr.spec.subsets ?? []).map((sub, i): [string, TrafficPolicy | undefined] => [`subsets[${i}].trafficPolicy`, sub.trafficPolicy]),
+    ];
+    for (const [where, tp] of policies) {
+      const layers: Array<[string, TrafficPolicy['connectionPool']]> = [
+        [where, tp?.connectionPool],
+        ...(tp?.portLevelSettings ?? []).map((pl, i): [string, TrafficPolicy['connectionPool']] => [`${where}.portLevelSettings[${i}]`, pl.connectionPool]),
+      ];
+      for (const [at, pool] of layers) {
+        for (const [field, value] of [
+          ['http.maxRequestsPerConnection', pool?.http?.maxRequestsPerConnection],
+          ['http.maxConcurrentStreams', pool?.http?.maxConcurrentStreams],
+          ['tcp.maxConnectionDuration', pool?.tcp?.maxConnectionDuration],
+        ] as const) {
+          if (value) out.push(`document ${dr.document} (DestinationRule ${dr.name}) ${at}.connectionPool.${field}: not applied by meshcert gateway; meshcert envoy-config renders it for Envoy`);
+        }
+      }
+    }
   }
   return out;
 }

@@ -8,6 +8,7 @@ import { authorizeRequest, type AuthorizationEngine } from './authorization.js';
 import type { Admission, ConnectionContext } from './connection-context.js';
 import { appendForwardedFor, applyHeaderOps, stripHopByHop, stripPseudo, type HeaderMap } from './forward-headers.js';
 import type { HttpProxyMetrics } from './http-proxy-metrics.js';
+import { circuitBreakerOf, type CircuitBreaker } from './circuit-breaker.js';
 import { retriesFailure, retriesResponse, retryBackoffMs, retryPolicyOf, type RetryPolicy } from './retry-policy.js';
 import type { RouteTable, RoutedRequest } from './route-table.js';
 import { ProxyErrorReason, REASON_TEXT, UpstreamError, classifyUpstreamError, grpcStatusForHttp, type ProxyErrorReasonCode } from './upstream-error.js';
@@ -54,6 +55,13 @@ export interface ExchangeRuntime {
   onAccessLog: ((record: AccessLogRecord) => void) | undefined;
   /** AuthorizationPolicy of the gateway file, evaluated per request before routing (as Envoy's RBAC filter). */
   authorization: AuthorizationEngine;
+}
+
+/** Requests or sockets over every name of an http.Agent's lists. */
+function countAll(lists: NodeJS.ReadOnlyDict<unknown[]>): number {
+  let n = 0;
+  for (const l of Object.values(lists)) n += l?.length ?? 0;
+  return n;
 }
 
 /** The largest request body kept for a retry (Envoy buffers up to its per-connection buffer limit). */
@@ -132,6 +140,9 @@ export class Exchange {
   /** A failure no retry may follow (the whole-request timeout). */
   #final = false;
   #upHeaders: HeaderMap | undefined;
+  /** The destination's circuit breaker, when its DestinationRule sets limits; this request counts in it. */
+  #breaker: CircuitBreaker | null = null;
+  #retryCounted = false;
   #upAuthority = '';
   #useH2 = false;
 
@@ -242,6 +253,15 @@ export class Exchange {
       this.#local(503, ProxyErrorReason.NO_UPSTREAM, undefined, `destination ${routed.destination.host} has no upstream address`);
       return;
     }
+    const breaker = circuitBreakerOf(plan);
+    if (breaker) {
+      if (breaker.requestsFull) {
+        this.#local(503, ProxyErrorReason.OVERLOADED, undefined, `${routed.destination.host} (${plan.label}): ${breaker.active} requests in flight, its DestinationRule's http2MaxRequests`);
+        return;
+      }
+      breaker.active++;
+      this.#breaker = breaker;
+    }
 
     // Request headers, changed in place.
     const h = this.#h;
@@ -294,12 +314,19 @@ export class Exchange {
   /** Whether another try is allowed at all: attempts left, the response not started, the body still at hand. */
   #canRetry(): boolean {
     const p = this.#policy;
-    return p !== null && this.#retries < p.attempts && !this.#responded && !this.#done && !this.#final && !(this.#hasBody && this.#bodyCopy === null);
+    if (p === null || this.#retries >= p.attempts || this.#responded || this.#done || this.#final) return false;
+    if (this.#hasBody && this.#bodyCopy === null) return false;
+    // maxRetries: retries in flight to this destination at once (this request's later retries count as one).
+    return !(this.#breaker && !this.#retryCounted && this.#breaker.retriesFull);
   }
 
   /** Drops the current try (keeping the request timer) and starts the next after Envoy's jittered back-off. */
   #retry(reason: string, detach: boolean): void {
     this.#retries++;
+    if (this.#breaker && !this.#retryCounted) {
+      this.#breaker.retrying++;
+      this.#retryCounted = true;
+    }
     this.#rt.metrics?.retry(reason);
     this.#dropTry(detach);
     this.#backoffTimer = setTimeout(() => {
@@ -365,6 +392,15 @@ export class Exchange {
     } catch (err) {
       this.#upstreamFailed(err);
       return;
+    }
+    const b = this.#breaker;
+    if (b?.limits.maxPending !== undefined && plan.maxConnections !== undefined) {
+      const queued = countAll(entry.agent.requests);
+      if (b.pendingFull(queued, countAll(entry.agent.sockets) >= plan.maxConnections)) {
+        this.#final = true;
+        this.#upstreamFailed(new UpstreamError(503, ProxyErrorReason.OVERLOADED, `${routed.destination.host} (${plan.label}): ${queued} requests already wait for one of its ${plan.maxConnections} connections, its DestinationRule's http1MaxPendingRequests`));
+        return;
+      }
     }
     h.host = authority;
     const opts: http.RequestOptions = {
@@ -594,7 +630,13 @@ export class Exchange {
     }
     this.#status = status;
     const body = `${text}\n`;
-    const h = { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), 'x-meshcert-error': reason };
+    const h = {
+      'content-type': 'text/plain; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+      'x-meshcert-error': reason,
+      // What Envoy adds when a circuit breaker answers: load tests written for Istio look for it.
+      ...(reason === ProxyErrorReason.OVERLOADED ? { 'x-envoy-overloaded': 'true' } : {}),
+    };
     if (stream) {
       if (!stream.destroyed && !stream.closed) {
         stream.respond({ ':status': status, ...h });
@@ -679,6 +721,10 @@ export class Exchange {
     if (this.#done) return;
     this.#done = true;
     this.#clearTimers();
+    if (this.#breaker) {
+      this.#breaker.active--;
+      if (this.#retryCounted) this.#breaker.retrying--;
+    }
     // HTTP/2: a stream that closed with an error code (the client's RST_STREAM, or ours) did not complete.
     const aborted = this.#stream ? (this.#stream.rstCode ?? 0) !== http2.constants.NGHTTP2_NO_ERROR : !this.#res!.writableFinished;
     if (aborted) {

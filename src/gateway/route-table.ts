@@ -96,9 +96,14 @@ export class RouteTable {
         connectTimeoutMs: pool?.tcp?.connectTimeout ?? this.defaults.connectTimeoutMs,
         idleTimeoutMs: pool?.http?.idleTimeout || pool?.tcp?.idleTimeout || this.defaults.upstreamIdleTimeoutMs,
         maxConnections: pool?.tcp?.maxConnections,
+        maxRequests: pool?.http?.http2MaxRequests,
+        maxPendingRequests: pool?.http?.http1MaxPendingRequests,
+        maxRetries: pool?.http?.maxRetries,
         trustDomain: this.config.options.trustDomain,
       };
       p = { plan, key: `${id}|${plan.label}|${JSON.stringify(tls ?? null)}|${h2}|${plan.maxConnections ?? ''}` };
+      // Istio writes 0 for "unset" in some generated DestinationRules: Envoy then applies its defaults, never 0.
+      for (const k of ['maxRequests', 'maxPendingRequests', 'maxRetries'] as const) if (plan[k] === 0) plan[k] = undefined;
       this.#plans.set(id, p);
     }
     return p;

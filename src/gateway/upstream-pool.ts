@@ -53,6 +53,10 @@ export interface UpstreamPlan {
   idleTimeoutMs: number;
   /** Connections to this destination at most (more requests wait); undefined = no limit. */
   maxConnections: number | undefined;
+  /** Circuit breakers (connectionPool.http): requests in flight, requests waiting for a connection, retries in flight. */
+  maxRequests?: number | undefined;
+  maxPendingRequests?: number | undefined;
+  maxRetries?: number | undefined;
   /** For ISTIO_MUTUAL without subjectAltNames: the peer must have a SPIFFE ID in this trust domain. */
   trustDomain: string;
 }
