@@ -196,6 +196,8 @@ const s = createServer({ key: readFileSync(key), cert: readFileSync(cert), minVe
 });
 s.on('tlsClientError', () => {});
 s.listen(Number(port), '127.0.0.1');
+// An orderly exit, so that --cpu-prof writes its profile.
+process.on('SIGTERM', () => process.exit(0));
 `;
 
 async function run(options: BenchOptions): Promise<BenchReport> {
@@ -296,7 +298,7 @@ async function run(options: BenchOptions): Promise<BenchReport> {
     const bareProxyFile = join(dir, 'bare-proxy.mjs');
     writeFileSync(bareProxyFile, BARE_PROXY);
     const bareProxyPort = await freePort();
-    const bareProxy = spawn('taskset', ['-c', SERVER_CPU, process.execPath, bareProxyFile, files.key, files.cert, String(bareProxyPort), String(upPort)], { stdio: 'ignore' });
+    const bareProxy = spawn('taskset', ['-c', SERVER_CPU, process.execPath, ...cpuProfArgs(options), bareProxyFile, files.key, files.cert, String(bareProxyPort), String(upPort)], { stdio: 'ignore' });
     children.push(bareProxy);
     await waitForPort(bareProxyPort, bareProxy);
     servers.push({ name: 'bare node proxy', port: bareProxyPort, child: bareProxy, pids: () => [bareProxy.pid!], cases: ['keepalive'] });

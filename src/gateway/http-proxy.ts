@@ -202,7 +202,8 @@ export class HttpProxy implements ConnectionHandler {
       pool: this.#pool,
       requestTimeoutMs: o.timeouts.request,
       metrics: this.#metrics,
-      onAccessLog: this.#options.onAccessLog,
+      // Disabled access logs cost nothing per request: no byte counting, no record built.
+      onAccessLog: o.accessLog.enabled ? this.#options.onAccessLog : undefined,
       authorization: new AuthorizationEngine(config.authorizationPolicies),
     };
   }
