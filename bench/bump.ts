@@ -432,13 +432,15 @@ netServer((socket) => {
   };
   socket.on('data', onData);
 }).listen(Number(port), '127.0.0.1');
+// An orderly exit, so that --cpu-prof writes its profile.
+process.on('SIGTERM', () => process.exit(0));
 `;
 
-async function startBareNode(dir: string, pki: Pki): Promise<ProxyHandle> {
+async function startBareNode(dir: string, pki: Pki, options: BenchOptions): Promise<ProxyHandle> {
   const port = await freePort();
   const file = join(dir, 'bare-bump.mjs');
   writeFileSync(file, BARE_BUMP);
-  const child = spawn('taskset', ['-c', PROXY_CPU, process.execPath, file, String(port), pki.fixedMimicFile, pki.fixedMimicKeyFile, pki.publicCaFile], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn('taskset', ['-c', PROXY_CPU, process.execPath, ...cpuProfArgs(options), file, String(port), pki.fixedMimicFile, pki.fixedMimicKeyFile, pki.publicCaFile], { stdio: ['ignore', 'ignore', 'inherit'] });
   if (!(await waitForPort(port, 30_000))) throw new Error('the bare Node proxy did not start');
   return { name: 'bare node proxy', pid: child.pid!, port, caPem: readFileSync(pki.bumpCaFile, 'utf8'), stop: () => stopChild(child, 'SIGTERM') };
 }
@@ -580,7 +582,7 @@ async function run(options: BenchOptions): Promise<BenchReport> {
       if (!(await waitForPort(upstreamPort, 10_000))) throw new Error('nginx did not start');
       const starters: Array<[string, string | null, () => Promise<ProxyHandle>]> = [
         ['meshcert bump', null, () => startMeshcert(dir, pki, options)],
-        ['bare node proxy', null, () => startBareNode(dir, pki)],
+        ['bare node proxy', null, () => startBareNode(dir, pki, options)],
         ['mitmproxy', options.noPeers ? '--no-peers' : missing.includes('mitmdump') ? 'mitmdump missing (Debian package mitmproxy)' : null, () => startMitmproxy(dir, pki)],
         ['squid ssl-bump', options.noPeers ? '--no-peers' : missing.includes('squid') ? 'squid missing (Debian package squid-openssl)' : null, () => startSquid(dir, pki)],
       ];
