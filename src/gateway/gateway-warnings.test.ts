@@ -33,7 +33,7 @@ kind: DestinationRule
 metadata: { name: a }
 spec:
   host: a
-  trafficPolicy: { connectionPool: { http: { http2MaxRequests: 10, maxRequestsPerConnection: 5 } } }
+  trafficPolicy: { connectionPool: { http: { http2MaxRequests: 10, maxRequestsPerConnection: 5, maxConcurrentStreams: 100 } } }
 ---
 apiVersion: meshcert.dev/v1
 kind: GatewayOptions
@@ -43,6 +43,6 @@ spec: { upstreams: { a: 127.0.0.1:9 } }
   );
   assert.deepEqual(gatewayWarnings(config), [
     'document 2 (VirtualService app) http[3].retries.retryRemoteLocalities: no effect in meshcert gateway (it has no locality-aware load balancing)',
-    'document 3 (DestinationRule a) trafficPolicy.connectionPool.http.maxRequestsPerConnection: not applied by meshcert gateway; meshcert envoy-config renders it for Envoy',
+    'document 3 (DestinationRule a) trafficPolicy.connectionPool.http.maxConcurrentStreams: not applied by meshcert gateway; meshcert envoy-config renders it for Envoy',
   ]);
 });

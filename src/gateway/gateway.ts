@@ -91,7 +91,6 @@ export function gatewayWarnings(config: GatewayFileConfig): string[] {
       ];
       for (const [at, pool] of layers) {
         for (const [field, value] of [
-          ['http.maxRequestsPerConnection', pool?.http?.maxRequestsPerConnection],
           ['http.maxConcurrentStreams', pool?.http?.maxConcurrentStreams],
           ['tcp.maxConnectionDuration', pool?.tcp?.maxConnectionDuration],
         ] as const) {

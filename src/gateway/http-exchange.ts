@@ -64,6 +64,9 @@ function countAll(lists: NodeJS.ReadOnlyDict<unknown[]>): number {
   return n;
 }
 
+/** Requests sent over each upstream connection (HTTP/1.1 socket or HTTP/2 session), for maxRequestsPerConnection. */
+const requestsOnConnection = new WeakMap<object, number>();
+
 /** The largest request body kept for a retry (Envoy buffers up to its per-connection buffer limit). */
 const MAX_RETRY_BODY = 64 * 1024;
 
@@ -437,6 +440,13 @@ export class Exchange {
       s.once('close', () => clearTimeout(t));
     });
     up.on('response', (r) => {
+      // maxRequestsPerConnection: the connection that carried its last request closes after this response.
+      const perConnection = plan.maxRequestsPerConnection;
+      if (perConnection !== undefined && up.socket) {
+        const n = (requestsOnConnection.get(up.socket) ?? 0) + 1;
+        requestsOnConnection.set(up.socket, n);
+        if (n >= perConnection) up.shouldKeepAlive = false;
+      }
       try {
         this.#onH1Response(r);
       } catch (err) {
@@ -499,6 +509,17 @@ export class Exchange {
       return;
     }
     this.#upStream = s;
+    const perConnection = plan.maxRequestsPerConnection;
+    if (perConnection !== undefined) {
+      // The session's last stream: no new ones on it (those open finish); the pool then opens another.
+      const n = (requestsOnConnection.get(entry.session) ?? 0) + 1;
+      requestsOnConnection.set(entry.session, n);
+      if (n >= perConnection) {
+        entry.draining = true;
+        // Closed once this stream has its id: a session closed before that would refuse it.
+        s.once('ready', () => entry.session.close());
+      }
+    }
     s.on('response', (rh, flags) => {
       this.#connected = true;
       const status = Number(rh[':status']);

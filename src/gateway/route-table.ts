@@ -99,11 +99,12 @@ export class RouteTable {
         maxRequests: pool?.http?.http2MaxRequests,
         maxPendingRequests: pool?.http?.http1MaxPendingRequests,
         maxRetries: pool?.http?.maxRetries,
+        maxRequestsPerConnection: pool?.http?.maxRequestsPerConnection,
         trustDomain: this.config.options.trustDomain,
       };
       p = { plan, key: `${id}|${plan.label}|${JSON.stringify(tls ?? null)}|${h2}|${plan.maxConnections ?? ''}` };
       // Istio writes 0 for "unset" in some generated DestinationRules: Envoy then applies its defaults, never 0.
-      for (const k of ['maxRequests', 'maxPendingRequests', 'maxRetries'] as const) if (plan[k] === 0) plan[k] = undefined;
+      for (const k of ['maxRequests', 'maxPendingRequests', 'maxRetries', 'maxRequestsPerConnection'] as const) if (plan[k] === 0) plan[k] = undefined;
       this.#plans.set(id, p);
     }
     return p;

@@ -57,6 +57,8 @@ export interface UpstreamPlan {
   maxRequests?: number | undefined;
   maxPendingRequests?: number | undefined;
   maxRetries?: number | undefined;
+  /** Requests (HTTP/1.1) or streams (HTTP/2) per upstream connection, after which it is closed; undefined = no limit. */
+  maxRequestsPerConnection?: number | undefined;
   /** For ISTIO_MUTUAL without subjectAltNames: the peer must have a SPIFFE ID in this trust domain. */
   trustDomain: string;
 }
@@ -77,6 +79,8 @@ interface SessionEntry {
   session: http2.ClientHttp2Session;
   creds: unknown;
   connected: boolean;
+  /** Took its last stream (maxRequestsPerConnection): closes itself once that stream is under way; never handed out. */
+  draining?: boolean;
 }
 
 /**
@@ -121,8 +125,8 @@ export class UpstreamPool {
   session(plan: UpstreamPlan, key: string): SessionEntry {
     const creds = this.#credentials(plan);
     const existing = this.#sessions.get(key);
-    if (existing && existing.creds === creds && !existing.session.closed && !existing.session.destroyed) return existing;
-    if (existing) existing.session.close();
+    if (existing && existing.creds === creds && !existing.draining && !existing.session.closed && !existing.session.destroyed) return existing;
+    if (existing && !existing.draining) existing.session.close();
     const secure = plan.tls !== undefined && plan.tls.mode !== 'DISABLE';
     const tlsOptions = secure ? this.#tlsOptions(plan, creds, ['h2']) : undefined;
     const authority = `${secure ? 'https' : 'http'}://${plan.address.host.includes(':') ? `[${plan.address.host}]` : plan.address.host}:${plan.address.port}`;

@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { closeServer, edgeGateway, edgeVirtualService, h1, makePki, startStandIn, type Pki, type StandIn } from './http-harness.js';
+import { closeServer, edgeGateway, edgeVirtualService, h1, makePki, startH2cUpstream, startHttpUpstream, startStandIn, type EchoUpstream, type Pki, type StandIn } from './http-harness.js';
 
 // DestinationRule connectionPool.http circuit breakers, as Envoy applies them for Istio: http2MaxRequests (requests
 // in flight), http1MaxPendingRequests (requests waiting for one of tcp.maxConnections), maxRetries (retries in
@@ -41,10 +41,14 @@ describe('HttpProxy circuit breakers (DestinationRule connectionPool.http)', () 
   let pki: Pki;
   let up: Awaited<ReturnType<typeof holdingUpstream>>;
   let gw: StandIn;
+  let echo: EchoUpstream;
+  let h2c: EchoUpstream;
 
   before(async () => {
     pki = await makePki();
     up = await holdingUpstream();
+    echo = await startHttpUpstream('echo');
+    h2c = await startH2cUpstream('h2c');
     const route = (prefix: string, host: string, extra = '') => `
   - match: [{ uri: { prefix: ${prefix} } }]${extra}
     route: [{ destination: { host: ${host} } }]`;
@@ -56,12 +60,12 @@ spec:
   host: ${host}
   trafficPolicy: { connectionPool: ${pool} }
 `;
-    const yaml = `${edgeGateway()}${edgeVirtualService()}${route('/requests', 'one-at-a-time')}${route('/pending', 'one-waiting')}${route(
+    const yaml = `${edgeGateway()}${edgeVirtualService()}${route('/requests', 'one-at-a-time')}${route('/pending', 'one-waiting')}${route('/per-connection', 'two-per-connection')}${route('/h2-per-connection', 'h2-two-per-connection')}${route(
       '/retries',
       'one-retry',
       '\n    retries: { attempts: 3, retryOn: "503" }',
     )}
-${dr('one-at-a-time', '{ http: { http2MaxRequests: 1 } }')}${dr('one-waiting', '{ tcp: { maxConnections: 1 }, http: { http1MaxPendingRequests: 1 } }')}${dr(
+${dr('one-at-a-time', '{ http: { http2MaxRequests: 1 } }')}${dr('one-waiting', '{ tcp: { maxConnections: 1 }, http: { http1MaxPendingRequests: 1 } }')}${dr('two-per-connection', '{ http: { maxRequestsPerConnection: 2 } }')}${dr('h2-two-per-connection', '{ http: { maxRequestsPerConnection: 2, h2UpgradePolicy: UPGRADE } }')}${dr(
       'one-retry',
       '{ http: { maxRetries: 1 } }',
     )}---
@@ -72,6 +76,8 @@ spec:
     one-at-a-time: 127.0.0.1:${up.port}
     one-waiting: 127.0.0.1:${up.port}
     one-retry: 127.0.0.1:${up.port}
+    two-per-connection: 127.0.0.1:${echo.port}
+    h2-two-per-connection: 127.0.0.1:${h2c.port}
 `;
     gw = await startStandIn(pki, yaml);
   });
@@ -80,6 +86,8 @@ spec:
     up?.release();
     await gw?.close();
     await up?.close();
+    await echo?.close();
+    await h2c?.close();
   });
 
   it('http2MaxRequests: 1 — a second request while one is in flight is a local 503 with x-envoy-overloaded; later ones pass', async () => {
@@ -131,5 +139,17 @@ spec:
       logs = gw.logs.filter((l) => l.path.startsWith('/retries/'));
     }
     assert.deepEqual(logs.map((l) => l.retries).sort(), [0, 1]);
+  });
+
+  it('maxRequestsPerConnection: 2 — five requests one after another use three upstream connections', async () => {
+    for (let i = 0; i < 5; i++) assert.equal((await h1(gw.port, pki, { path: `/per-connection/${i}` })).status, 200);
+    assert.equal(echo.seen.length, 5);
+    assert.equal(echo.connections(), 3);
+  });
+
+  it('maxRequestsPerConnection: 2 over HTTP/2 upstreams — a session takes two streams, then the next request opens another', async () => {
+    for (let i = 0; i < 4; i++) assert.equal((await h1(gw.port, pki, { path: `/h2-per-connection/${i}` })).status, 200);
+    assert.equal(h2c.seen.length, 4);
+    assert.equal(h2c.connections(), 2);
   });
 });
