@@ -71,7 +71,7 @@ function usage(): string {
     ...BENCHMARKS.map((b) => `  ${b.name.padEnd(10)} ${b.description}`),
     '',
     '  --long          measure longer (minutes instead of under one)',
-    '  --no-peers      measure meshcert only, where a benchmark supports it (bump, gateway)',
+    '  --no-peers      measure meshcert only, where a benchmark supports it (bump)',
     '  --cpu-prof=DIR  meshcert server processes write V8 CPU profiles to DIR (bump, gateway)',
   ].join('\n');
 }
