@@ -1,5 +1,6 @@
 // Shared by the test/server suites: a real ControlPlane on 127.0.0.1 with ephemeral ports in a temp data dir, and
 // clients for it (the agent's CA client, a raw grpc-js client, a bare TLS handshake, plain HTTP).
+import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
@@ -9,10 +10,11 @@ import { join } from 'node:path';
 import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
 import { X509Certificate, createHash, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { SignJWT } from 'jose';
+import { pino } from 'pino';
 import { stringify } from 'yaml';
 import { requestCertificate, type CertificateRequestOptions } from '../../src/agent/index.js';
 import { parseServeConfig, type ServeConfig } from '../../src/config/index.js';
-import { isMeshError } from '../../src/core/index.js';
+import { isMeshError, type Logger } from '../../src/core/index.js';
 import { buildCsr, exportPrivateKeyPem, generateKeyPair, toSigningKey, type CsrSpec, type KeyType } from '../../src/pki/index.js';
 import { ControlPlane, type ControlPlaneOptions } from '../../src/server/index.js';
 
@@ -215,4 +217,17 @@ export async function recordUnderEveryCa(cp: ControlPlane, serial: string, ident
       pem: '',
     });
   }
+}
+
+/** Asserts a tool exited 0, showing its output otherwise; returns the run. */
+export function ok<R extends { status: number | null; stdout: string; stderr: string }>(r: R, what: string): R {
+  assert.equal(r.status, 0, `${what}:\n${r.stdout}${r.stderr}`);
+  return r;
+}
+
+/** A pino logger whose lines the test can read. */
+export function capturingLogger(): { logger: Logger; lines: () => Array<Record<string, unknown>> } {
+  const out: string[] = [];
+  const logger = pino({ level: 'info' }, { write: (s: string) => void out.push(s) });
+  return { logger, lines: () => out.map((l) => JSON.parse(l) as Record<string, unknown>) };
 }

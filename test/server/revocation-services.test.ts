@@ -10,14 +10,13 @@ import { execFile } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { pino } from 'pino';
 import { OcspResponse, generateKeyPair, opensslSerial, randomSerial, type Certificate } from '../../src/pki/index.js';
 import { initRootCa } from '../../src/ca/index.js';
 import { adminListCertificates, adminRevoke } from '../../src/agent/index.js';
 import { cliError, inParallel, meshcert, show } from '../helpers/cli.js';
-import { ErrorCodes, isMeshError, type Logger } from '../../src/core/index.js';
+import { ErrorCodes, isMeshError } from '../../src/core/index.js';
 import { TestCA, tempDir as tempFolder } from '../helpers/test-ca.js';
-import { httpGet, recordUnderEveryCa, startPlane, tempDir, type Plane } from './fixtures.js';
+import { capturingLogger, httpGet, ok, recordUnderEveryCa, startPlane, tempDir, type Plane } from './fixtures.js';
 
 interface Run {
   status: number;
@@ -34,17 +33,7 @@ function runAsync(cmd: string, args: string[]): Promise<Run> {
   });
 }
 
-function ok(r: Run, what: string): Run {
-  assert.equal(r.status, 0, `${what}:\n${r.stdout}${r.stderr}`);
-  return r;
-}
 
-/** A pino logger whose lines the test can read. */
-function capturingLogger(): { logger: Logger; lines: () => Array<Record<string, unknown>> } {
-  const out: string[] = [];
-  const logger = pino({ level: 'info' }, { write: (s: string) => void out.push(s) });
-  return { logger, lines: () => out.map((l) => JSON.parse(l) as Record<string, unknown>) };
-}
 
 const PUBLIC_URL = 'http://127.0.0.1:15014';
 

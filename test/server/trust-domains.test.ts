@@ -6,16 +6,17 @@ import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { status as Status } from '@grpc/grpc-js';
-import { pino } from 'pino';
 import { stringify } from 'yaml';
 import { initRootCa } from '../../src/ca/index.js';
-import { ErrorCodes, isMeshError, type Logger } from '../../src/core/index.js';
+import { ErrorCodes, isMeshError } from '../../src/core/index.js';
 import { Certificate, opensslSerial, randomSerial } from '../../src/pki/index.js';
 import { ControlPlane } from '../../src/server/index.js';
 import { TestCA } from '../helpers/test-ca.js';
 import { spawnMeshcert, waitForOutput } from '../helpers/meshcert-process.js';
 import {
   TestJwtIssuer,
+  capturingLogger,
+  ok,
   call,
   httpGet,
   loopbackConfig,
@@ -36,16 +37,7 @@ const PARTNER = 'partner.example';
 const PUBLIC_URL = 'http://127.0.0.1:15014';
 const TOKENS = { main: 'main-domain-token-0123456789', partner: 'partner-domain-token-0123456789' };
 
-function ok(r: ToolRun, what: string): ToolRun {
-  assert.equal(r.status, 0, `${what}:\n${r.stdout}${r.stderr}`);
-  return r;
-}
 
-function capturingLogger(): { logger: Logger; lines: () => Array<Record<string, unknown>> } {
-  const out: string[] = [];
-  const logger = pino({ level: 'info' }, { write: (s: string) => void out.push(s) });
-  return { logger, lines: () => out.map((l) => JSON.parse(l) as Record<string, unknown>) };
-}
 
 describe('meshcert serve with a second trust domain (additionalTrustDomains)', () => {
   const dir = tempDir('meshcert-trust-domains-');
