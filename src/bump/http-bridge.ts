@@ -17,7 +17,7 @@ import {
 import * as stream from 'node:stream';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { rawHead, rawReply } from '../gateway/index.js';
+import { rawHead, rawReply, relayDeclinedUpgrade } from '../gateway/index.js';
 import { ErrorCodes, MeshError, describeError, silentLogger, type Logger } from '../core/index.js';
 import type { AuditSink } from './audit-log.js';
 import { runRequestFilters, runResponseFilters, type BumpFilter, type BumpHttpRequest, type BumpHttpResponse } from './bump-filters.js';
@@ -423,14 +423,8 @@ export class HttpBridge {
     });
     out.on('response', (res: IncomingMessage) => {
       // The upstream declined the upgrade: relay its answer, then close.
-      const relayed: string[] = [];
-      for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) {
-        if (!/^(connection|keep-alive|transfer-encoding)$/i.test(res.rawHeaders[i]!)) relayed.push(res.rawHeaders[i]!, res.rawHeaders[i + 1]!);
-      }
-      relayed.push('connection', 'close');
-      socket.write(rawHead(res.statusCode ?? 502, res.statusMessage ?? '', relayed));
       res.on('data', (c: Buffer) => (bytes += c.length));
-      res.pipe(socket);
+      relayDeclinedUpgrade(res, socket);
       res.once('end', () => audit(res.statusCode ?? 502));
     });
     out.on('upgrade', (res: IncomingMessage, tunnel: Socket, upHead: Buffer) => {

@@ -36,4 +36,4 @@ export { PeerValidationPipeline, PeerValidationMetrics, buildPeerValidation, val
 export type { PeerValidator, ValidationInput, ValidatorResult, ValidationEvent } from './peer-validation.js';
 export { OcspValidator } from './ocsp-validator.js';
 export { HttpValidator } from './http-validator.js';
-export { rawHead, rawReply } from './upgrade-tunnel.js';
+export { rawHead, rawReply, relayDeclinedUpgrade } from './upgrade-tunnel.js';

@@ -29,6 +29,20 @@ export function rawHead(status: number, message: string, rawHeaders: string[]): 
 }
 
 /**
+ * The upstream answered an Upgrade request without `101`: its answer goes to the client's raw socket as it came
+ * (minus connection-level headers, the body close-delimited), and the connection closes after it.
+ */
+export function relayDeclinedUpgrade(res: IncomingMessage, socket: Socket): void {
+  const relayed: string[] = [];
+  for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) {
+    if (!/^(connection|keep-alive|transfer-encoding)$/i.test(res.rawHeaders[i]!)) relayed.push(res.rawHeaders[i]!, res.rawHeaders[i + 1]!);
+  }
+  relayed.push('connection', 'close');
+  socket.write(rawHead(res.statusCode ?? 502, res.statusMessage ?? '', relayed));
+  res.pipe(socket);
+}
+
+/**
  * An HTTP/1.1 Upgrade (WebSocket and others): routed like any request, sent upstream with its Upgrade and
  * Connection headers; on `101` the gateway relays the upstream's handshake answer and splices both sockets, with
  * backpressure (pipe) and the idle timeout; any other answer is relayed and the connection closed.
@@ -179,14 +193,8 @@ export function proxyUpgrade(rt: ExchangeRuntime, conn: DownstreamConnection, re
     clearTimeout(timer);
     // The upstream refused the upgrade: relay its answer and close.
     status = res.statusCode ?? 502;
-    const relayed: string[] = [];
-    for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) {
-      if (!/^(connection|keep-alive|transfer-encoding)$/i.test(res.rawHeaders[i]!)) relayed.push(res.rawHeaders[i]!, res.rawHeaders[i + 1]!);
-    }
-    relayed.push('connection', 'close');
-    socket.write(rawHead(status, res.statusMessage ?? '', relayed));
     res.on('data', (c: Buffer) => (bytesOut += c.length));
-    res.pipe(socket);
+    relayDeclinedUpgrade(res, socket);
     res.once('end', log);
   });
   up.on('upgrade', (res, upSocket, upHead) => {
