@@ -277,6 +277,10 @@ describe('meshcert bump: explicit and transparent proxy with real curl and opens
     const server = https.createServer({ key: pki.good.keyPem, cert: pki.good.chainPem }, (_req, res) => res.end('plain'));
     server.on('upgrade', (req, sock, head) => {
       seenHeaders.push(req.headers);
+      if (req.url === '/ws/declined') {
+        sock.end('HTTP/1.1 426 Upgrade Required\r\ncontent-type: text/plain\r\ncontent-length: 14\r\n\r\nno websockets\n');
+        return;
+      }
       sock.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\r\n');
       if (head.length) sock.write(head.toString().toUpperCase());
       sock.on('data', (c: Buffer) => sock.write(c.toString().toUpperCase()));
@@ -329,6 +333,16 @@ describe('meshcert bump: explicit and transparent proxy with real curl and opens
       assert.match(denied.head, /no admin sockets/);
       denied.socket.destroy();
       assert.equal(seenHeaders.length, 1, 'the denied Upgrade never reached the upstream');
+      // The upstream declines: its answer reaches the client as it came, and the connection closes after it.
+      const declined = await open('/ws/declined');
+      let rest = declined.head;
+      await new Promise<void>((r) => {
+        declined.socket.on('data', (d: Buffer) => (rest += d.toString()));
+        declined.socket.once('close', () => r());
+      });
+      assert.match(rest, /^HTTP\/1\.1 426 Upgrade Required\r\n/);
+      assert.match(rest, /connection: close/i);
+      assert.match(rest, /no websockets\n$/);
     } finally {
       await wsProxy.stop();
       server.close();
